@@ -1,0 +1,163 @@
+package events
+
+import "time"
+
+// Stream types: one stream per device, per session and per activation code.
+const (
+	StreamDevice     = "device"
+	StreamSession    = "session"
+	StreamActivation = "activation"
+)
+
+// Event type names (CONTRACT.md, Events). They are stable forever: a new
+// meaning gets a new name, a new shape gets a new schema version.
+const (
+	ActivationIssued           = "activation.issued"
+	ActivationConsumed         = "activation.consumed"
+	DeviceEnrolled             = "device.enrolled"
+	DevicePasscodeSet          = "device.passcode_set"
+	DevicePasscodeFailed       = "device.passcode_failed"
+	DeviceLocked               = "device.locked"
+	DeviceUnlocked             = "device.unlocked"
+	DeviceBiometricKeyEnrolled = "device.biometric_key_enrolled"
+	DeviceBiometricKeyRemoved  = "device.biometric_key_removed"
+	DeviceRevoked              = "device.revoked"
+	SessionStarted             = "session.started"
+	SessionRefreshed           = "session.refreshed"
+	SessionRefreshReuse        = "session.refresh_reuse_detected"
+	SessionRevoked             = "session.revoked"
+	SessionExpired             = "session.expired"
+)
+
+// Payloads never hold a secret: codes, passcodes and refresh tokens appear
+// only as identifiers of their keyed hashes. Personal data (IP address, user
+// agent) is not part of any payload; it travels in the event's separate
+// personal part.
+
+// ActivationIssuedV1 records a back-office activation or reset code. The
+// code itself is never stored; CodeHash is its keyed HMAC-SHA-256 under
+// HMACKeyID, enough to find it again and nothing more.
+type ActivationIssuedV1 struct {
+	UserID    string    `json:"user_id"`
+	Purpose   string    `json:"purpose"` // "enroll" or "reset"
+	CodeHash  string    `json:"code_hash"`
+	HMACKeyID string    `json:"hmac_key_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Operator  string    `json:"operator"`
+	ClientID  string    `json:"client_id"`
+}
+
+// ActivationConsumedV1 records the single use of a code.
+type ActivationConsumedV1 struct {
+	DeviceID string `json:"device_id"`
+	Purpose  string `json:"purpose"`
+}
+
+// DeviceEnrolledV1 records a new device and its DPoP key.
+type DeviceEnrolledV1 struct {
+	UserID              string         `json:"user_id"`
+	ActivationID        string         `json:"activation_id"`
+	Name                string         `json:"name"`
+	Platform            string         `json:"platform"`
+	KeyThumbprint       string         `json:"key_jkt"`
+	PublicKey           map[string]any `json:"public_jwk"`
+	AttestationVerified bool           `json:"attestation_verified"`
+}
+
+// DevicePasscodeSetV1 records that a passcode was set. The Argon2id verifier
+// itself is credential material and stays out of the immutable log; the event
+// names only the pepper it was made with.
+type DevicePasscodeSetV1 struct {
+	PepperID     string `json:"pepper_id"`
+	ActivationID string `json:"activation_id,omitempty"` // set for a reset
+}
+
+// DevicePasscodeFailedV1 records one counted wrong passcode.
+type DevicePasscodeFailedV1 struct {
+	ConsecutiveFailures int `json:"consecutive_failures"`
+	AttemptsRemaining   int `json:"attempts_remaining"`
+}
+
+// DeviceLockedV1 records a lock by too many failures or by the back office.
+type DeviceLockedV1 struct {
+	Reason   string `json:"reason"` // "passcode_failures" or "back_office"
+	Operator string `json:"operator,omitempty"`
+}
+
+// DeviceUnlockedV1 records the lifting of a lock by a reset.
+type DeviceUnlockedV1 struct {
+	ActivationID string `json:"activation_id"`
+}
+
+// DeviceBiometricKeyEnrolledV1 records a (replacement) biometric key.
+type DeviceBiometricKeyEnrolledV1 struct {
+	KeyThumbprint       string         `json:"key_jkt"`
+	PublicKey           map[string]any `json:"public_jwk"`
+	AttestationVerified bool           `json:"attestation_verified"`
+}
+
+// DeviceBiometricKeyRemovedV1 records the removal of the biometric key.
+type DeviceBiometricKeyRemovedV1 struct {
+	KeyThumbprint string `json:"key_jkt"`
+}
+
+// DeviceRevokedV1 records the end of a device.
+type DeviceRevokedV1 struct {
+	Reason   string `json:"reason"`
+	Operator string `json:"operator,omitempty"`
+}
+
+// SessionStartedV1 records a successful grant.
+type SessionStartedV1 struct {
+	UserID        string    `json:"user_id"`
+	DeviceID      string    `json:"device_id"`
+	ClientID      string    `json:"client_id"`
+	GrantType     string    `json:"grant_type"`
+	ACR           string    `json:"acr"`
+	AMR           []string  `json:"amr"`
+	AuthTime      time.Time `json:"auth_time"`
+	KeyThumbprint string    `json:"key_jkt"`
+	ExpiresAt     time.Time `json:"expires_at"` // absolute lifetime
+}
+
+// SessionRefreshedV1 records a refresh-token rotation; the tokens appear only
+// as identifiers of their keyed hashes.
+type SessionRefreshedV1 struct {
+	PreviousTokenID string `json:"previous_token_id"`
+	TokenID         string `json:"token_id"`
+}
+
+// SessionRefreshReuseDetectedV1 records a reuse that revoked the session.
+type SessionRefreshReuseDetectedV1 struct {
+	TokenID       string `json:"token_id"`
+	KeyThumbprint string `json:"key_jkt"`
+}
+
+// SessionRevokedV1 records the end of a session and why.
+type SessionRevokedV1 struct {
+	Reason string `json:"reason"`
+}
+
+// SessionExpiredV1 records that a session reached its idle or absolute end.
+type SessionExpiredV1 struct {
+	Reason string `json:"reason"` // "idle" or "absolute"
+}
+
+// Default is the registry of every event type in CONTRACT.md.
+var Default = MustRegistry(
+	Schema{Type: ActivationIssued, Version: 1, Payload: ActivationIssuedV1{}},
+	Schema{Type: ActivationConsumed, Version: 1, Payload: ActivationConsumedV1{}},
+	Schema{Type: DeviceEnrolled, Version: 1, Payload: DeviceEnrolledV1{}},
+	Schema{Type: DevicePasscodeSet, Version: 1, Payload: DevicePasscodeSetV1{}},
+	Schema{Type: DevicePasscodeFailed, Version: 1, Payload: DevicePasscodeFailedV1{}},
+	Schema{Type: DeviceLocked, Version: 1, Payload: DeviceLockedV1{}},
+	Schema{Type: DeviceUnlocked, Version: 1, Payload: DeviceUnlockedV1{}},
+	Schema{Type: DeviceBiometricKeyEnrolled, Version: 1, Payload: DeviceBiometricKeyEnrolledV1{}},
+	Schema{Type: DeviceBiometricKeyRemoved, Version: 1, Payload: DeviceBiometricKeyRemovedV1{}},
+	Schema{Type: DeviceRevoked, Version: 1, Payload: DeviceRevokedV1{}},
+	Schema{Type: SessionStarted, Version: 1, Payload: SessionStartedV1{}},
+	Schema{Type: SessionRefreshed, Version: 1, Payload: SessionRefreshedV1{}},
+	Schema{Type: SessionRefreshReuse, Version: 1, Payload: SessionRefreshReuseDetectedV1{}},
+	Schema{Type: SessionRevoked, Version: 1, Payload: SessionRevokedV1{}},
+	Schema{Type: SessionExpired, Version: 1, Payload: SessionExpiredV1{}},
+)

@@ -1,0 +1,3 @@
+module strongroom.dev/api
+
+go 1.26

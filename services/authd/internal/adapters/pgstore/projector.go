@@ -1,0 +1,343 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+
+	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/projection"
+)
+
+// Projector runs asynchronous projections as watermill-sql subscribers of
+// the outbox (one consumer group each) and keeps inline ones, which the
+// Store applies inside append transactions, rebuildable.
+type Projector struct {
+	store *Store
+	waker *Waker
+	log   *slog.Logger
+	async map[string]projection.Projection
+	all   map[string]projection.Projection
+	// IdlePoll is how often an idle subscriber polls when no notification
+	// arrives (a safety net; notifications do the real work).
+	idlePoll time.Duration
+
+	mu       sync.Mutex
+	backoffs map[string]*Backoff
+	running  bool
+}
+
+// ProjectorOption configures a Projector.
+type ProjectorOption func(*Projector)
+
+// WithIdlePoll sets the fallback poll interval (default 1 s).
+func WithIdlePoll(d time.Duration) ProjectorOption { return func(p *Projector) { p.idlePoll = d } }
+
+// NewProjector returns a projector for the store's inline projections and
+// the given asynchronous ones.
+func NewProjector(store *Store, waker *Waker, log *slog.Logger, async []projection.Projection, opts ...ProjectorOption) (*Projector, error) {
+	p := &Projector{
+		store: store, waker: waker, log: log,
+		async: map[string]projection.Projection{}, all: map[string]projection.Projection{},
+		idlePoll: time.Second, backoffs: map[string]*Backoff{},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	add := func(pr projection.Projection) error {
+		if err := projection.CheckName(pr.Name()); err != nil {
+			return err
+		}
+		if _, dup := p.all[pr.Name()]; dup {
+			return fmt.Errorf("projection %q registered twice", pr.Name())
+		}
+		p.all[pr.Name()] = pr
+		return nil
+	}
+	for _, pr := range store.inline {
+		if err := add(pr); err != nil {
+			return nil, err
+		}
+	}
+	for _, pr := range async {
+		if err := add(pr); err != nil {
+			return nil, err
+		}
+		p.async[pr.Name()] = pr
+	}
+	return p, nil
+}
+
+// Setup creates the state row, table and view of every projection that
+// does not have them yet, and builds a new projection from the log when
+// events already exist. Safe to call from several replicas at once.
+func (p *Projector) Setup(ctx context.Context) error {
+	for name := range p.all {
+		_, inline := p.async[name]
+		inline = !inline
+		var created bool
+		err := pgx.BeginFunc(ctx, p.store.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('projection:' || $1, 0))", name); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, "INSERT INTO projections (name, inline) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, inline)
+			if err != nil {
+				return err
+			}
+			created = tag.RowsAffected() == 1
+			if !created {
+				return nil
+			}
+			if err := createGeneration(ctx, tx, name, 1); err != nil {
+				return err
+			}
+			return swapView(ctx, tx, name, 1)
+		})
+		if err != nil {
+			return fmt.Errorf("set up projection %s: %w", name, err)
+		}
+		if created {
+			h, err := head(ctx, p.store.pool)
+			if err != nil {
+				return err
+			}
+			if !h.IsZero() {
+				p.log.InfoContext(ctx, "building new projection from the log", "projection", name)
+				if err := p.Rebuild(ctx, name); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func tableName(name string, gen int) string {
+	return pgx.Identifier{"rm_" + name + "_g" + strconv.Itoa(gen)}.Sanitize()
+}
+
+func viewName(name string) string { return pgx.Identifier{"rm_" + name}.Sanitize() }
+
+func createGeneration(ctx context.Context, tx pgx.Tx, name string, gen int) error {
+	t := tableName(name, gen)
+	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+t+`;
+		CREATE TABLE `+t+` (key text PRIMARY KEY, owner text, doc jsonb NOT NULL);
+		CREATE INDEX ON `+t+` (owner, key) WHERE owner IS NOT NULL`)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", t, err)
+	}
+	return nil
+}
+
+func swapView(ctx context.Context, tx pgx.Tx, name string, gen int) error {
+	_, err := tx.Exec(ctx, `CREATE OR REPLACE VIEW `+viewName(name)+` AS SELECT key, owner, doc FROM `+tableName(name, gen))
+	if err != nil {
+		return fmt.Errorf("swap view of %s: %w", name, err)
+	}
+	return nil
+}
+
+// Run subscribes every asynchronous projection to the outbox and handles
+// deliveries until ctx is done.
+func (p *Projector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	logger := watermill.NewSlogLogger(p.log)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, logger)
+	if err != nil {
+		return fmt.Errorf("projector: router: %w", err)
+	}
+	for name, pr := range p.async {
+		b := p.waker.NewBackoff(p.idlePoll, ctx.Done())
+		p.mu.Lock()
+		p.backoffs[name] = b
+		p.mu.Unlock()
+		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(p.store.pool), wsql.SubscriberConfig{
+			ConsumerGroup:  "projection_" + name,
+			SchemaAdapter:  outboxSchema,
+			OffsetsAdapter: outboxOffsets,
+			BackoffManager: b,
+			PollInterval:   p.idlePoll,
+			ResendInterval: 100 * time.Millisecond,
+		}, logger)
+		if err != nil {
+			return fmt.Errorf("projector: subscriber %s: %w", name, err)
+		}
+		router.AddConsumerHandler("projection_"+name, OutboxTopic, sub, p.handler(pr))
+	}
+	go func() {
+		<-router.Running()
+		p.mu.Lock()
+		p.running = true
+		p.mu.Unlock()
+	}()
+	err = router.Run(ctx)
+	p.mu.Lock()
+	p.running = false
+	p.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	return nil
+}
+
+// Healthy reports whether every subscriber has polled the outbox
+// successfully within a few idle intervals.
+func (p *Projector) Healthy() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.async) == 0 {
+		return nil
+	}
+	if !p.running {
+		return errors.New("outbox subscribers are not running")
+	}
+	limit := max(5*time.Second, 3*p.idlePoll)
+	for name, b := range p.backoffs {
+		if time.Since(b.LastOK()) > limit {
+			return fmt.Errorf("projection %s has not polled the outbox for %s", name, limit)
+		}
+	}
+	return nil
+}
+
+// handler applies one delivered event in its own transaction, together
+// with the projection's new position. A redelivered event (at-least-once)
+// is at or before that position and is skipped, so the read model ends up
+// exactly right however often delivery repeats.
+func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		ev, err := MessageEvent(msg)
+		if err != nil {
+			return err
+		}
+		ctx := msg.Context()
+		return pgx.BeginFunc(ctx, p.store.pool, func(tx pgx.Tx) error {
+			gen, pos, err := lockProjection(ctx, tx, pr.Name())
+			if err != nil {
+				return err
+			}
+			if !pos.Less(ev.Position) {
+				return nil // already applied
+			}
+			if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
+				return err
+			}
+			return setPosition(ctx, tx, pr.Name(), ev.Position)
+		})
+	}
+}
+
+func lockProjection(ctx context.Context, tx pgx.Tx, name string) (int, eventstore.Position, error) {
+	var gen int
+	var txText string
+	var pos eventstore.Position
+	err := tx.QueryRow(ctx, "SELECT generation, pos_tx::text, pos_seq FROM projections WHERE name = $1 FOR UPDATE", name).
+		Scan(&gen, &txText, &pos.Seq)
+	if err != nil {
+		return 0, pos, fmt.Errorf("lock projection %s: %w", name, err)
+	}
+	if pos.Tx, err = strconv.ParseUint(txText, 10, 64); err != nil {
+		return 0, pos, fmt.Errorf("projection %s: position %q: %w", name, txText, err)
+	}
+	return gen, pos, nil
+}
+
+func setPosition(ctx context.Context, tx pgx.Tx, name string, pos eventstore.Position) error {
+	_, err := tx.Exec(ctx, `UPDATE projections SET pos_tx = $2::text::xid8, pos_seq = $3, applied_at = now(), updated_at = now()
+		WHERE name = $1`, name, strconv.FormatUint(pos.Tx, 10), pos.Seq)
+	if err != nil {
+		return fmt.Errorf("projection %s: store position: %w", name, err)
+	}
+	return nil
+}
+
+// applyEvent folds ev into the document it changes in generation gen.
+func applyEvent(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen int, ev eventstore.Event) error {
+	key, ok := pr.Key(ev)
+	if !ok {
+		return nil
+	}
+	t := tableName(pr.Name(), gen)
+	var cur *projection.Doc
+	var owner *string
+	var data []byte
+	err := tx.QueryRow(ctx, "SELECT owner, doc FROM "+t+" WHERE key = $1", key).Scan(&owner, &data)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("projection %s: read %q: %w", pr.Name(), key, err)
+	default:
+		cur = &projection.Doc{Key: key, Data: data}
+		if owner != nil {
+			cur.Owner = *owner
+		}
+	}
+	next, err := pr.Apply(cur, ev)
+	if err != nil {
+		return err
+	}
+	if next == nil {
+		if cur != nil {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE key = $1", key); err != nil {
+				return fmt.Errorf("projection %s: delete %q: %w", pr.Name(), key, err)
+			}
+		}
+		return nil
+	}
+	if next.Key != key {
+		return fmt.Errorf("projection %s: apply moved document %q to %q", pr.Name(), key, next.Key)
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO "+t+` (key, owner, doc) VALUES ($1, nullif($2, ''), $3)
+		ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, doc = excluded.doc`, key, next.Owner, string(next.Data))
+	if err != nil {
+		return fmt.Errorf("projection %s: write %q: %w", pr.Name(), key, err)
+	}
+	return nil
+}
+
+// inlineLock returns the advisory lock key that inline appends hold shared
+// and a rebuild's swap holds exclusively.
+const inlineLockSQL = "hashtextextended('inline:' || $1, 0)"
+
+// applyInline runs the store's inline projections in the append
+// transaction.
+func (s *Store) applyInline(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
+	for _, pr := range s.inline {
+		var locked bool
+		var gen int
+		for _, ev := range evs {
+			key, ok := pr.Key(ev)
+			if !ok {
+				continue
+			}
+			if !locked {
+				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared("+inlineLockSQL+")", pr.Name()); err != nil {
+					return fmt.Errorf("projection %s: lock: %w", pr.Name(), err)
+				}
+				if err := tx.QueryRow(ctx, "SELECT generation FROM projections WHERE name = $1", pr.Name()).Scan(&gen); err != nil {
+					return fmt.Errorf("projection %s: not set up: %w", pr.Name(), err)
+				}
+				locked = true
+			}
+			// Two appends to different streams may change one document:
+			// serialize them on it so neither update is lost.
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))", pr.Name(), key); err != nil {
+				return fmt.Errorf("projection %s: lock document: %w", pr.Name(), err)
+			}
+			if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,232 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/projection"
+)
+
+// rebuildBatch is how many events one replay transaction applies: small
+// enough that no transaction is long (long ones hold back outbox delivery).
+const rebuildBatch = 500
+
+// Rebuild replays the log into a fresh generation of the named read model
+// and swaps it in. Readers keep reading the old generation through the view
+// until the swap; the live subscriber (or, for inline projections, every
+// append) waits only for the short final transaction that applies the last
+// events and switches the view.
+func (p *Projector) Rebuild(ctx context.Context, name string) error {
+	pr, ok := p.all[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", projection.ErrUnknown, name)
+	}
+	_, async := p.async[name]
+
+	conn, err := p.store.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('rebuild:' || $1, 0))", name).Scan(&got); err != nil {
+		return fmt.Errorf("rebuild %s: lock: %w", name, err)
+	}
+	if !got {
+		return fmt.Errorf("rebuild %s: another rebuild is running", name)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('rebuild:' || $1, 0))", name)
+	}()
+
+	var oldGen int
+	if err := conn.QueryRow(ctx, "SELECT generation FROM projections WHERE name = $1", name).Scan(&oldGen); err != nil {
+		return fmt.Errorf("rebuild %s: read generation: %w", name, err)
+	}
+	gen := oldGen + 1
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return createGeneration(ctx, tx, name, gen) }); err != nil {
+		return fmt.Errorf("rebuild %s: %w", name, err)
+	}
+
+	// Replay everything final in short transactions.
+	pos := eventstore.Start
+	for {
+		var n int
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			evs, err := readAll(ctx, tx, pos, rebuildBatch, true)
+			if err != nil {
+				return err
+			}
+			n = len(evs)
+			for _, ev := range evs {
+				if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
+					return err
+				}
+				pos = ev.Position
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("rebuild %s: replay: %w", name, err)
+		}
+		if n < rebuildBatch {
+			break
+		}
+	}
+
+	// Catch up and swap in one short transaction that holds off the
+	// writers of this read model.
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if !async {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+inlineLockSQL+")", name); err != nil {
+				return err
+			}
+		}
+		_, live, err := lockProjection(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		for {
+			// Inline: no append of this read model is in flight (we hold
+			// its lock), so every committed event counts. Async: take what
+			// is final; the live subscriber applies the rest after the swap.
+			evs, err := readAll(ctx, tx, pos, rebuildBatch, async)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
+					return err
+				}
+				pos = ev.Position
+			}
+			if len(evs) < rebuildBatch {
+				break
+			}
+		}
+		if async && pos.Less(live) {
+			return fmt.Errorf("live position %s is ahead of the rebuilt %s: retry", live, pos)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE projections SET generation = $2, pos_tx = $3::text::xid8, pos_seq = $4,
+			updated_at = now() WHERE name = $1`, name, gen, strconv.FormatUint(pos.Tx, 10), pos.Seq); err != nil {
+			return err
+		}
+		return swapView(ctx, tx, name, gen)
+	})
+	if err != nil {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+tableName(name, gen))
+		return fmt.Errorf("rebuild %s: swap: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+tableName(name, oldGen)); err != nil {
+		p.log.WarnContext(ctx, "rebuild: old generation not dropped", "projection", name, "err", err)
+	}
+	p.log.InfoContext(ctx, "projection rebuilt", "projection", name, "generation", gen, "position", pos.String())
+	return nil
+}
+
+// Get implements projection.Reader.
+func (p *Projector) Get(ctx context.Context, name, key string) (projection.Doc, bool, error) {
+	if _, ok := p.all[name]; !ok {
+		return projection.Doc{}, false, fmt.Errorf("%w: %q", projection.ErrUnknown, name)
+	}
+	docs, err := p.query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+viewName(name)+" WHERE key = $1", key)
+	if err != nil || len(docs) == 0 {
+		return projection.Doc{}, false, err
+	}
+	return docs[0], true, nil
+}
+
+// ListByOwner implements projection.Reader.
+func (p *Projector) ListByOwner(ctx context.Context, name, owner string) ([]projection.Doc, error) {
+	if _, ok := p.all[name]; !ok {
+		return nil, fmt.Errorf("%w: %q", projection.ErrUnknown, name)
+	}
+	return p.query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+viewName(name)+" WHERE owner = $1 ORDER BY key", owner)
+}
+
+// All implements projection.Reader.
+func (p *Projector) All(ctx context.Context, name string) ([]projection.Doc, error) {
+	if _, ok := p.all[name]; !ok {
+		return nil, fmt.Errorf("%w: %q", projection.ErrUnknown, name)
+	}
+	return p.query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+viewName(name)+" ORDER BY key")
+}
+
+func (p *Projector) query(ctx context.Context, sql string, args ...any) ([]projection.Doc, error) {
+	rows, err := p.store.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	docs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (projection.Doc, error) {
+		var d projection.Doc
+		var data []byte
+		err := r.Scan(&d.Key, &d.Owner, &data)
+		d.Data = data
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	return docs, nil
+}
+
+// lagScanLimit bounds the work of counting a lagging projection's backlog.
+const lagScanLimit = 100000
+
+// Status implements projection.Runner.
+func (p *Projector) Status(ctx context.Context) ([]projection.Status, error) {
+	h, err := head(ctx, p.store.pool)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := p.store.pool.Query(ctx, "SELECT name, generation, inline, pos_tx::text, pos_seq FROM projections ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("projection status: %w", err)
+	}
+	var out []projection.Status
+	for rows.Next() {
+		var st projection.Status
+		var txText string
+		if err := rows.Scan(&st.Name, &st.Generation, &st.Inline, &txText, &st.Position.Seq); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("projection status: %w", err)
+		}
+		if st.Position.Tx, err = strconv.ParseUint(txText, 10, 64); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("projection status: position %q: %w", txText, err)
+		}
+		st.Head = h
+		out = append(out, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("projection status: %w", err)
+	}
+	now := time.Now()
+	for i := range out {
+		if out[i].Inline {
+			out[i].Position = h // applied in every append's own transaction
+			continue
+		}
+		var oldest *time.Time
+		err := p.store.pool.QueryRow(ctx, `SELECT count(*), min(occurred_at) FROM (
+			SELECT occurred_at FROM events WHERE (tx_id, seq) > ($1::text::xid8, $2) AND `+visible+`
+			ORDER BY tx_id, seq LIMIT `+strconv.Itoa(lagScanLimit)+`) pending`,
+			strconv.FormatUint(out[i].Position.Tx, 10), out[i].Position.Seq).Scan(&out[i].LagEvents, &oldest)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("projection status: lag of %s: %w", out[i].Name, err)
+		}
+		if oldest != nil {
+			out[i].LagSeconds = projection.LagAt(now, *oldest)
+		}
+	}
+	return out, nil
+}
+
+var _ projection.Runner = (*Projector)(nil)

@@ -1,0 +1,56 @@
+package eventstore
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/propagation"
+)
+
+type metadataKey struct{}
+type personalKey struct{}
+
+// WithMetadata returns a context whose appends carry m (actor, causation,
+// correlation). Trace context is not taken from m but from the span in ctx.
+func WithMetadata(ctx context.Context, m Metadata) context.Context {
+	return context.WithValue(ctx, metadataKey{}, m)
+}
+
+// WithActor returns a context whose appends name a as their actor, keeping
+// the rest of the metadata already in ctx.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	m, _ := ctx.Value(metadataKey{}).(Metadata)
+	m.Actor = a
+	return WithMetadata(ctx, m)
+}
+
+// WithPersonal returns a context whose appends carry p as personal data.
+func WithPersonal(ctx context.Context, p Personal) context.Context {
+	return context.WithValue(ctx, personalKey{}, p)
+}
+
+var traceContext = propagation.TraceContext{}
+
+// MetadataFrom returns the metadata an append in ctx is stored with: the
+// values of WithMetadata, an actor of kind "system" if none was named, and
+// the W3C trace context of the current span.
+func MetadataFrom(ctx context.Context) Metadata {
+	m, _ := ctx.Value(metadataKey{}).(Metadata)
+	if m.Actor.Kind == "" {
+		m.Actor = Actor{Kind: "system", ID: "authd"}
+	}
+	carrier := propagation.MapCarrier{}
+	traceContext.Inject(ctx, carrier)
+	m.TraceParent = carrier.Get("traceparent")
+	m.TraceState = carrier.Get("tracestate")
+	return m
+}
+
+// PersonalFrom returns the personal data an append in ctx is stored with,
+// or nil when there is none.
+func PersonalFrom(ctx context.Context) *Personal {
+	p, ok := ctx.Value(personalKey{}).(Personal)
+	if !ok || p == (Personal{}) {
+		return nil
+	}
+	return &p
+}

@@ -1,0 +1,122 @@
+// Package projection defines read models as pure folds of events into
+// documents. The same definition runs on every adapter (PostgreSQL, memory),
+// incrementally as events are delivered, inline in an append transaction, or
+// from the start of the log when a read model is rebuilt — so a rebuilt read
+// model equals the incrementally built one by construction.
+package projection
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"strongroom.dev/services/authd/internal/eventstore"
+)
+
+// Doc is one read-model row: a JSON document under a key, optionally owned
+// by a user (so "all of this user's X" is an indexed lookup).
+type Doc struct {
+	Key   string          `json:"key"`
+	Owner string          `json:"owner,omitempty"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// Projection folds events into documents.
+type Projection interface {
+	// Name identifies the read model (lowercase letters, digits and '_').
+	Name() string
+	// Key returns the key of the document ev changes; ok is false for
+	// events this projection ignores.
+	Key(ev eventstore.Event) (key string, ok bool)
+	// Apply returns the document after ev, given the document before it
+	// (nil if there is none). A nil result deletes the document.
+	Apply(cur *Doc, ev eventstore.Event) (*Doc, error)
+}
+
+var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
+
+// CheckName refuses names that could not be used as part of a table name.
+func CheckName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("projection name %q: want [a-z][a-z0-9_]{0,40}", name)
+	}
+	return nil
+}
+
+// ErrUnknown is returned for a projection name that is not registered.
+var ErrUnknown = errors.New("unknown projection")
+
+// Status is how far a projection has got.
+type Status struct {
+	Name       string              `json:"name"`
+	Inline     bool                `json:"inline"`
+	Generation int                 `json:"generation"`
+	Position   eventstore.Position `json:"position"`
+	Head       eventstore.Position `json:"head"`
+	// LagEvents counts the events the read model has not applied yet.
+	LagEvents int64 `json:"lag_events"`
+	// LagSeconds is the age of the oldest event not applied yet (0 when
+	// caught up).
+	LagSeconds float64 `json:"lag_seconds"`
+}
+
+// LagAt computes LagSeconds from the oldest pending event's time.
+func LagAt(now, oldestPending time.Time) float64 {
+	if oldestPending.IsZero() || now.Before(oldestPending) {
+		return 0
+	}
+	return now.Sub(oldestPending).Seconds()
+}
+
+// Typed is a Projection over documents of type T.
+type Typed[T any] struct {
+	ProjectionName string
+	// KeyOf picks the document an event changes, or false to ignore it.
+	KeyOf func(ev eventstore.Event) (string, bool)
+	// Fold returns the next state (nil to delete) and its owner.
+	Fold func(cur *T, ev eventstore.Event) (next *T, owner string, err error)
+}
+
+// Name implements Projection.
+func (p Typed[T]) Name() string { return p.ProjectionName }
+
+// Key implements Projection.
+func (p Typed[T]) Key(ev eventstore.Event) (string, bool) { return p.KeyOf(ev) }
+
+// Apply implements Projection.
+func (p Typed[T]) Apply(cur *Doc, ev eventstore.Event) (*Doc, error) {
+	key, ok := p.KeyOf(ev)
+	if !ok {
+		return cur, nil
+	}
+	var state *T
+	if cur != nil {
+		state = new(T)
+		if err := json.Unmarshal(cur.Data, state); err != nil {
+			return nil, fmt.Errorf("projection %s: decode document %q: %w", p.ProjectionName, key, err)
+		}
+	}
+	next, owner, err := p.Fold(state, ev)
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: apply %s at %s: %w", p.ProjectionName, ev.Type, ev.Position, err)
+	}
+	if next == nil {
+		return nil, nil
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: encode document %q: %w", p.ProjectionName, key, err)
+	}
+	return &Doc{Key: key, Owner: owner, Data: data}, nil
+}
+
+// Decode decodes a document's data into T.
+func Decode[T any](d Doc) (*T, error) {
+	v := new(T)
+	if err := json.Unmarshal(d.Data, v); err != nil {
+		return nil, fmt.Errorf("decode document %q: %w", d.Key, err)
+	}
+	return v, nil
+}
