@@ -33,12 +33,7 @@ func migrated(t *testing.T) *pgxpool.Pool {
 func harness(t *testing.T, pool *pgxpool.Pool, inline, async []projection.Projection, opts ...ProjectorOption) (*Store, *Projector) {
 	t.Helper()
 	s := New(pool, WithInline(inline...))
-	connString := pool.Config().ConnString()
-	w := NewWaker(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, connString) }, quiet)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	w := runWaker(t, pool)
 	p, err := NewProjector(s, w, quiet, async, append([]ProjectorOption{WithIdlePoll(200 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -55,3 +50,18 @@ func TestContract(t *testing.T) {
 		return storetest.Harness{Store: s, Runner: p}
 	})
 }
+
+// runWaker returns a waker listening on pool's database until cleanup.
+func runWaker(t testing.TB, pool *pgxpool.Pool) *Waker {
+	connString := pool.Config().ConnString()
+	w := NewWaker(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, connString) }, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+// withBatch sets the catch-up batch size, so tests can crash between
+// batches.
+func withBatch(n int) ProjectorOption { return func(p *Projector) { p.batch = n } }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -30,6 +31,8 @@ type Projector struct {
 	// IdlePoll is how often an idle subscriber polls when no notification
 	// arrives (a safety net; notifications do the real work).
 	idlePoll time.Duration
+	// batch bounds one catch-up transaction.
+	batch int
 
 	mu       sync.Mutex
 	backoffs map[string]*Backoff
@@ -48,7 +51,7 @@ func NewProjector(store *Store, waker *Waker, log *slog.Logger, async []projecti
 	p := &Projector{
 		store: store, waker: waker, log: log,
 		async: map[string]projection.Projection{}, all: map[string]projection.Projection{},
-		idlePoll: time.Second, backoffs: map[string]*Backoff{},
+		idlePoll: time.Second, batch: 500, backoffs: map[string]*Backoff{},
 	}
 	for _, o := range opts {
 		o(p)
@@ -210,31 +213,59 @@ func (p *Projector) Healthy() error {
 	return nil
 }
 
-// handler applies one delivered event in its own transaction, together
-// with the projection's new position. A redelivered event (at-least-once)
-// is at or before that position and is skipped, so the read model ends up
-// exactly right however often delivery repeats.
+// handler reacts to one delivered outbox message. The message says the log
+// has moved; the handler applies the log itself from the projection's
+// position, in batches, each in one transaction together with the new
+// position. So delivery is at-least-once (a message is acked only after
+// its event is applied), redelivery is a no-op (the position is already
+// past it), order is the log's whatever the delivery order, and a burst of
+// events costs one transaction per batch instead of one per event.
 func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFunc {
+	var applied eventstore.Position // the router calls one handler at a time
 	return func(msg *message.Message) error {
-		ev, err := MessageEvent(msg)
+		pos, err := eventstore.ParsePosition(msg.Metadata.Get(MetaPosition))
 		if err != nil {
-			return err
-		}
-		ctx := msg.Context()
-		return pgx.BeginFunc(ctx, p.store.pool, func(tx pgx.Tx) error {
-			gen, pos, err := lockProjection(ctx, tx, pr.Name())
+			ev, err := MessageEvent(msg)
 			if err != nil {
 				return err
 			}
-			if !pos.Less(ev.Position) {
-				return nil // already applied
-			}
-			if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
+			pos = ev.Position
+		}
+		for applied.Less(pos) {
+			to, err := p.catchUp(msg.Context(), pr)
+			if err != nil {
 				return err
 			}
-			return setPosition(ctx, tx, pr.Name(), ev.Position)
-		})
+			if !applied.Less(to) {
+				return fmt.Errorf("projection %s: event %s delivered but not in the log", pr.Name(), pos)
+			}
+			applied = to
+		}
+		return nil
 	}
+}
+
+// catchUp applies up to one batch of final events after the projection's
+// position and returns the new position.
+func (p *Projector) catchUp(ctx context.Context, pr projection.Projection) (eventstore.Position, error) {
+	var to eventstore.Position
+	err := pgx.BeginFunc(ctx, p.store.pool, func(tx pgx.Tx) error {
+		gen, pos, err := lockProjection(ctx, tx, pr.Name())
+		if err != nil {
+			return err
+		}
+		to = pos
+		evs, err := readAll(ctx, tx, pos, p.batch, true)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		if err := applyEvents(ctx, tx, pr, gen, evs); err != nil {
+			return err
+		}
+		to = evs[len(evs)-1].Position
+		return setPosition(ctx, tx, pr.Name(), to)
+	})
+	return to, err
 }
 
 func lockProjection(ctx context.Context, tx pgx.Tx, name string) (int, eventstore.Position, error) {
@@ -261,46 +292,72 @@ func setPosition(ctx context.Context, tx pgx.Tx, name string, pos eventstore.Pos
 	return nil
 }
 
-// applyEvent folds ev into the document it changes in generation gen.
-func applyEvent(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen int, ev eventstore.Event) error {
-	key, ok := pr.Key(ev)
-	if !ok {
+// applyEvents folds evs into the documents they change in generation gen:
+// one query reads every document involved, the folds run in memory, and one
+// pipelined batch writes the results.
+func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen int, evs []eventstore.Event) error {
+	var keys []string
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		if key, ok := pr.Key(ev); ok && !seen[key] {
+			seen[key] = true
+			keys = append(keys, key)
+		}
+	}
+	if len(keys) == 0 {
 		return nil
 	}
 	t := tableName(pr.Name(), gen)
-	var cur *projection.Doc
-	var owner *string
-	var data []byte
-	err := tx.QueryRow(ctx, "SELECT owner, doc FROM "+t+" WHERE key = $1", key).Scan(&owner, &data)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("projection %s: read %q: %w", pr.Name(), key, err)
-	default:
-		cur = &projection.Doc{Key: key, Data: data}
-		if owner != nil {
-			cur.Owner = *owner
+	rows, err := tx.Query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+t+" WHERE key = ANY($1)", keys)
+	if err != nil {
+		return fmt.Errorf("projection %s: read documents: %w", pr.Name(), err)
+	}
+	docs := map[string]*projection.Doc{}
+	for rows.Next() {
+		var d projection.Doc
+		var data []byte
+		if err := rows.Scan(&d.Key, &d.Owner, &data); err != nil {
+			rows.Close()
+			return fmt.Errorf("projection %s: read documents: %w", pr.Name(), err)
+		}
+		d.Data = data
+		docs[d.Key] = &d
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("projection %s: read documents: %w", pr.Name(), err)
+	}
+	existed := map[string]bool{}
+	for k := range docs {
+		existed[k] = true
+	}
+	for _, ev := range evs {
+		key, ok := pr.Key(ev)
+		if !ok {
+			continue
+		}
+		next, err := pr.Apply(docs[key], ev)
+		if err != nil {
+			return err
+		}
+		if next != nil && next.Key != key {
+			return fmt.Errorf("projection %s: apply moved document %q to %q", pr.Name(), key, next.Key)
+		}
+		docs[key] = next
+	}
+	batch := &pgx.Batch{}
+	for _, key := range keys {
+		d := docs[key]
+		switch {
+		case d == nil && existed[key]:
+			batch.Queue("DELETE FROM "+t+" WHERE key = $1", key)
+		case d != nil:
+			batch.Queue("INSERT INTO "+t+` (key, owner, doc) VALUES ($1, nullif($2, ''), $3)
+				ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, doc = excluded.doc`, key, d.Owner, string(d.Data))
 		}
 	}
-	next, err := pr.Apply(cur, ev)
-	if err != nil {
-		return err
-	}
-	if next == nil {
-		if cur != nil {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE key = $1", key); err != nil {
-				return fmt.Errorf("projection %s: delete %q: %w", pr.Name(), key, err)
-			}
-		}
-		return nil
-	}
-	if next.Key != key {
-		return fmt.Errorf("projection %s: apply moved document %q to %q", pr.Name(), key, next.Key)
-	}
-	_, err = tx.Exec(ctx, "INSERT INTO "+t+` (key, owner, doc) VALUES ($1, nullif($2, ''), $3)
-		ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, doc = excluded.doc`, key, next.Owner, string(next.Data))
-	if err != nil {
-		return fmt.Errorf("projection %s: write %q: %w", pr.Name(), key, err)
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("projection %s: write documents: %w", pr.Name(), err)
 	}
 	return nil
 }
@@ -313,30 +370,35 @@ const inlineLockSQL = "hashtextextended('inline:' || $1, 0)"
 // transaction.
 func (s *Store) applyInline(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
 	for _, pr := range s.inline {
-		var locked bool
-		var gen int
+		var keys []string
 		for _, ev := range evs {
-			key, ok := pr.Key(ev)
-			if !ok {
-				continue
+			if key, ok := pr.Key(ev); ok {
+				keys = append(keys, key)
 			}
-			if !locked {
-				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared("+inlineLockSQL+")", pr.Name()); err != nil {
-					return fmt.Errorf("projection %s: lock: %w", pr.Name(), err)
-				}
-				if err := tx.QueryRow(ctx, "SELECT generation FROM projections WHERE name = $1", pr.Name()).Scan(&gen); err != nil {
-					return fmt.Errorf("projection %s: not set up: %w", pr.Name(), err)
-				}
-				locked = true
-			}
-			// Two appends to different streams may change one document:
-			// serialize them on it so neither update is lost.
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))", pr.Name(), key); err != nil {
-				return fmt.Errorf("projection %s: lock document: %w", pr.Name(), err)
-			}
-			if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
-				return err
-			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		var gen int
+		// Shared: appends run side by side; a rebuild's swap takes it
+		// exclusively. Then, per document, exclusive: two appends to
+		// different streams may change one document, and neither update
+		// may be lost. Keys are locked in sorted order against deadlocks.
+		sort.Strings(keys)
+		// One round trip, but separate statements: the generation must be
+		// read by a statement whose snapshot is taken after the lock.
+		batch := &pgx.Batch{}
+		batch.Queue("SELECT pg_advisory_xact_lock_shared("+inlineLockSQL+")", pr.Name())
+		batch.Queue("SELECT generation FROM projections WHERE name = $1", pr.Name()).QueryRow(func(r pgx.Row) error {
+			return r.Scan(&gen)
+		})
+		batch.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || k, 0))
+			FROM unnest($2::text[]) AS k`, pr.Name(), keys)
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("projection %s: lock read model: %w", pr.Name(), err)
+		}
+		if err := applyEvents(ctx, tx, pr, gen, evs); err != nil {
+			return err
 		}
 	}
 	return nil

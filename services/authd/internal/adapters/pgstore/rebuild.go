@@ -64,13 +64,11 @@ func (p *Projector) Rebuild(ctx context.Context, name string) error {
 				return err
 			}
 			n = len(evs)
-			for _, ev := range evs {
-				if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
-					return err
-				}
-				pos = ev.Position
+			if n == 0 {
+				return nil
 			}
-			return nil
+			pos = evs[n-1].Position
+			return applyEvents(ctx, tx, pr, gen, evs)
 		})
 		if err != nil {
 			return fmt.Errorf("rebuild %s: replay: %w", name, err)
@@ -100,11 +98,11 @@ func (p *Projector) Rebuild(ctx context.Context, name string) error {
 			if err != nil {
 				return err
 			}
-			for _, ev := range evs {
-				if err := applyEvent(ctx, tx, pr, gen, ev); err != nil {
+			if len(evs) > 0 {
+				if err := applyEvents(ctx, tx, pr, gen, evs); err != nil {
 					return err
 				}
-				pos = ev.Position
+				pos = evs[len(evs)-1].Position
 			}
 			if len(evs) < rebuildBatch {
 				break

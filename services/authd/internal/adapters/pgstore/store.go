@@ -88,7 +88,8 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.Append) (out [
 // AppendTx appends inside the caller's transaction, so a command can put
 // other writes (and several appends) in the same commit. Events are
 // published to the outbox in the same transaction: if it rolls back,
-// nothing is published.
+// nothing is published. The transaction must be READ COMMITTED (the
+// default): inline projections read state after taking their locks.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, appends ...eventstore.Append) ([]eventstore.Event, error) {
 	encoded, err := eventstore.Validate(s.registry, appends)
 	if err != nil {

@@ -54,7 +54,9 @@ func StreamHeads() projection.Projection {
 // Run runs the whole suite against the adapter f builds.
 func Run(t *testing.T, f Factory) {
 	h := func(t *testing.T) Harness {
-		return f(t, []projection.Projection{StreamHeads()}, []projection.Projection{readmodel.Devices(events.Default)})
+		h := f(t, []projection.Projection{StreamHeads()}, []projection.Projection{readmodel.Devices(events.Default)})
+		h.Store = &recorder{Store: h.Store}
+		return h
 	}
 	t.Run("AppendAndReadStream", func(t *testing.T) { testAppendAndRead(t, h(t)) })
 	t.Run("MetadataAndTraceContext", func(t *testing.T) { testMetadata(t, h(t)) })
@@ -105,8 +107,57 @@ func mustAppend(t *testing.T, s eventstore.Store, a ...eventstore.Append) []even
 	return evs
 }
 
+// recorder remembers the last position its appends returned.
+type recorder struct {
+	eventstore.Store
+	mu   sync.Mutex
+	last eventstore.Position
+}
+
+func (r *recorder) Append(ctx context.Context, a ...eventstore.Append) ([]eventstore.Event, error) {
+	evs, err := r.Store.Append(ctx, a...)
+	if err == nil {
+		r.mu.Lock()
+		if r.last.Less(Last(evs)) {
+			r.last = Last(evs)
+		}
+		r.mu.Unlock()
+	}
+	return evs, err
+}
+
+// settle waits until every event appended so far is visible to ReadAll. A
+// committed event becomes visible once every transaction older than it has
+// ended (anywhere on the server): that is what lets readers page by
+// position without skipping late commits.
+func settle(t *testing.T, s eventstore.Store) {
+	t.Helper()
+	r, ok := s.(*recorder)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	last := r.last
+	r.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		head, err := s.Head(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !head.Less(last) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("appended events never became visible: head %s, last append %s", head, last)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 func allEvents(t *testing.T, s eventstore.Store) []eventstore.Event {
 	t.Helper()
+	settle(t, s)
 	var out []eventstore.Event
 	pos := eventstore.Start
 	for {
@@ -157,6 +208,7 @@ func testAppendAndRead(t *testing.T, h Harness) {
 	if err != nil || len(none) != 0 {
 		t.Fatalf("unknown stream: %d events, %v", len(none), err)
 	}
+	settle(t, h.Store)
 	head, err := h.Store.Head(ctx)
 	if err != nil || head != evs[2].Position {
 		t.Fatalf("head = %s, %v; want %s", head, err, evs[2].Position)
@@ -480,6 +532,7 @@ func testReadUser(t *testing.T, h Harness) {
 	ctx := context.Background()
 	mustAppend(t, h.Store, Enroll("dev-u1", "alice"), Enroll("dev-u2", "bob"))
 	mustAppend(t, h.Store, Then("dev-u1", 1, Lock("x")))
+	settle(t, h.Store)
 	got, err := h.Store.ReadUser(ctx, "alice", eventstore.Start, 1)
 	if err != nil || len(got) != 1 || got[0].StreamID != "dev-u1" || got[0].Version != 1 {
 		t.Fatalf("first page: %+v, %v", got, err)
@@ -497,6 +550,7 @@ func testReadUser(t *testing.T, h Harness) {
 func testHostilePositions(t *testing.T, h Harness) {
 	ctx := context.Background()
 	mustAppend(t, h.Store, Enroll("dev-h", "user-h"))
+	settle(t, h.Store)
 	for _, c := range []struct {
 		p    eventstore.Position
 		want int
@@ -550,8 +604,10 @@ func testInline(t *testing.T, h Harness) {
 	}
 }
 
-// WaitCaughtUp waits until every projection has applied the head.
-func WaitCaughtUp(t *testing.T, r projection.Runner) {
+// WaitCaughtUp waits until every projection has applied the events up to
+// and including to (the position of the last event the caller appended; the
+// head alone is not enough: it may not show a just-committed event yet).
+func WaitCaughtUp(t *testing.T, r projection.Runner, to eventstore.Position) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -561,7 +617,7 @@ func WaitCaughtUp(t *testing.T, r projection.Runner) {
 		}
 		done := true
 		for _, st := range sts {
-			if st.LagEvents > 0 || st.Position != st.Head {
+			if st.Position.Less(to) {
 				done = false
 			}
 		}
@@ -569,17 +625,21 @@ func WaitCaughtUp(t *testing.T, r projection.Runner) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("projections did not catch up: %+v", sts)
+			t.Fatalf("projections did not reach %s: %+v", to, sts)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Last returns the position of the last event.
+func Last(evs []eventstore.Event) eventstore.Position { return evs[len(evs)-1].Position }
 
 func testProjection(t *testing.T, h Harness) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Events appended before the runner starts are delivered once it runs.
 	mustAppend(t, h.Store, Enroll("dev-1", "alice"), Enroll("dev-2", "alice"), Enroll("dev-3", "bob"))
+	settle(t, h.Store)
 	sts, err := h.Runner.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -592,8 +652,8 @@ func testProjection(t *testing.T, h Harness) {
 	done := make(chan error, 1)
 	go func() { done <- h.Runner.Run(ctx) }()
 	mustAppend(t, h.Store, Then("dev-1", 1, PasscodeSet()), Then("dev-2", 1, PasscodeSet(), Lock("passcode_failures")))
-	mustAppend(t, h.Store, Then("dev-3", 1, eventstore.Pending{Type: events.DeviceRevoked, Payload: events.DeviceRevokedV1{Reason: "user"}}))
-	WaitCaughtUp(t, h.Runner)
+	last := mustAppend(t, h.Store, Then("dev-3", 1, eventstore.Pending{Type: events.DeviceRevoked, Payload: events.DeviceRevokedV1{Reason: "user"}}))
+	WaitCaughtUp(t, h.Runner, Last(last))
 
 	docs, err := h.Runner.ListByOwner(ctx, readmodel.DevicesName, "alice")
 	if err != nil || len(docs) != 2 {
@@ -624,8 +684,11 @@ func testProjection(t *testing.T, h Harness) {
 			default:
 			}
 			id := fmt.Sprintf("dev-w%d", n)
-			if _, err := h.Store.Append(ctx, Enroll(id, "carol")); err != nil {
+			evs, err := h.Store.Append(ctx, Enroll(id, "carol"))
+			if err != nil {
 				t.Error(err)
+			} else {
+				last = evs
 			}
 			n++
 		}
@@ -637,7 +700,7 @@ func testProjection(t *testing.T, h Harness) {
 	}
 	close(stopWriting)
 	n := <-wrote
-	WaitCaughtUp(t, h.Runner)
+	WaitCaughtUp(t, h.Runner, Last(last))
 	rebuilt, _ := h.Runner.All(ctx, readmodel.DevicesName)
 	if len(rebuilt) != 3+n {
 		t.Fatalf("rebuilt read model has %d rows, want %d", len(rebuilt), 3+n)

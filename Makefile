@@ -1,0 +1,197 @@
+# Strongroom build tooling. `make` (or `make help`) lists the targets.
+#
+# Every Go command runs with the pinned toolchain: go1.26.8's standard library
+# has known vulnerabilities, the go command fetches go1.27.3 from the module
+# proxy on first use. Modules keep `go 1.26` in their go.mod.
+export GOTOOLCHAIN := go1.27.3
+# GOFLAGS is deliberately left alone (whatever the environment sets is used).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules --no-builtin-variables
+
+# Modules: the `use` entries of go.work (block or single-line form, comments
+# stripped, leading ./ dropped). Adding a module to go.work is all it takes.
+# Override for a subset: `make lint MODULES=api`.
+OPEN  := (
+CLOSE := )
+ifeq ($(origin MODULES),undefined)
+MODULES := $(shell sed -e 's|//.*||' go.work | awk \
+	'/^[[:space:]]*use[[:space:]]*\$(OPEN)/ {b=1; next} \
+	 b && /^[[:space:]]*\$(CLOSE)/ {b=0; next} \
+	 b && NF {print $$1; next} \
+	 /^[[:space:]]*use[[:space:]]+[^$(OPEN)]/ {print $$2}' \
+	| sed -e 's|^"||; s|"$$||; s|^\./||')
+endif
+ifeq ($(strip $(MODULES)),)
+$(error no modules found in go.work)
+endif
+
+# Tests and `run` talk to PostgreSQL; override from the environment.
+# Tests create (and drop) a fresh database per package on this server.
+# `make run` does not use it: dev mode keeps events in memory unless
+# DATABASE_URL is set in your own environment.
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
+
+TEST_FLAGS  ?= -race -count=1 -timeout 15m
+BENCH       ?= .
+BENCH_FLAGS ?= -benchtime=1s -count=1 -timeout 30m
+RUN_ARGS    ?= serve --dev
+
+BIN       := bin
+CACHE     := .cache
+AUTHD_PKG := ./services/authd/cmd/authd
+
+# Tool versions. Tools are built with $(GOTOOLCHAIN): analysers built by an
+# older toolchain cannot type-check the newer standard library.
+STATICCHECK_VERSION := v0.8.2
+GOVULNCHECK_VERSION := v1.9.0
+VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
+
+STATICCHECK := $(BIN)/staticcheck
+GOVULNCHECK := $(BIN)/govulncheck
+INDEXDB     := $(BIN)/indexdb
+# Offline vulnerability database, built from the golang.org/x/vulndb module.
+VULNDB_DIR  := $(CACHE)/vulndb/$(VULNDB_VERSION)
+VULNDB      := $(VULNDB_DIR)/index/db.json
+
+# A tool is rebuilt when its version or the toolchain changes (stamp files).
+STAMPS := $(CACHE)/stamps
+
+# $(call each_module,label,command): run command in every module directory,
+# stop at the first failure and say which module failed.
+define each_module
+	@for m in $(MODULES); do \
+		echo "==> $(1): $$m"; \
+		if ! ( cd "$$m" && $(2) ); then \
+			echo "FAILED: $(1) in module '$$m'" >&2; \
+			exit 1; \
+		fi; \
+	done
+endef
+
+# Same, but skips modules that contain no Go packages yet (go test, go vet,
+# staticcheck and govulncheck fail on a pattern that matches nothing).
+define each_module_with_pkgs
+	@for m in $(MODULES); do \
+		if pkgs="$$(cd "$$m" && go list ./... 2>/dev/null)" && [[ -z "$$pkgs" ]]; then \
+			echo "==> $(1): $$m (no packages, skipped)"; \
+			continue; \
+		fi; \
+		echo "==> $(1): $$m"; \
+		if ! ( cd "$$m" && $(2) ); then \
+			echo "FAILED: $(1) in module '$$m'" >&2; \
+			exit 1; \
+		fi; \
+	done
+endef
+
+.PHONY: help
+help: ## List the targets
+	@echo "Strongroom (GOTOOLCHAIN=$(GOTOOLCHAIN); modules: $(MODULES))"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_\/.-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables: MODULES, TEST_DATABASE_URL (default: DATABASE_URL or the local PostgreSQL), TEST_FLAGS, BENCH, BENCH_FLAGS, RUN_ARGS"
+
+.PHONY: run
+run: ## Run authd locally: go run ./services/authd/cmd/authd serve --dev
+	go run $(AUTHD_PKG) $(RUN_ARGS)
+
+.PHONY: build
+build: ## go build ./... in every module, then bin/authd
+	$(call each_module_with_pkgs,build,go build ./...)
+	@$(MAKE) --no-print-directory bin/authd
+
+.PHONY: bin/authd
+bin/authd: ## Build the authd binary (-trimpath) into bin/
+	@mkdir -p $(BIN)
+	go build -trimpath -o $@ $(AUTHD_PKG)
+
+.PHONY: test
+test: ## go test -race in every module (needs PostgreSQL at TEST_DATABASE_URL)
+	$(call each_module_with_pkgs,test,DATABASE_URL='$(TEST_DATABASE_URL)' go test $(TEST_FLAGS) ./...)
+
+.PHONY: bench
+bench: ## Benchmarks of the services module (BENCH=regexp, BENCH_FLAGS=...)
+	cd services && DATABASE_URL='$(TEST_DATABASE_URL)' go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
+
+.PHONY: lint
+lint: fmt-check vet staticcheck vulncheck ## gofmt check, go vet, staticcheck, govulncheck
+
+# gofmt from the pinned toolchain, not whatever gofmt is on PATH.
+GOFMT = "$$(go env GOROOT)/bin/gofmt"
+GO_FILES_CMD = find $(MODULES) -type f -name '*.go' -not -path '*/testdata/*' -not -path '*/vendor/*' -print0
+
+.PHONY: fmt-check
+fmt-check: ## Fail if any Go file is not gofmt-formatted
+	@echo "==> gofmt -l: $(MODULES)"
+	@out="$$($(GO_FILES_CMD) | xargs -0 -r $(GOFMT) -l)"; \
+	if [[ -n "$$out" ]]; then \
+		echo "These files need gofmt (run 'make fmt'):" >&2; \
+		echo "$$out" >&2; \
+		exit 1; \
+	fi
+
+.PHONY: fmt
+fmt: ## gofmt -w every Go file in every module
+	@$(GO_FILES_CMD) | xargs -0 -r $(GOFMT) -l -w
+
+.PHONY: vet
+vet: ## go vet ./... in every module
+	$(call each_module_with_pkgs,go vet,go vet ./...)
+
+.PHONY: staticcheck
+staticcheck: $(STATICCHECK) ## staticcheck ./... in every module
+	$(call each_module_with_pkgs,staticcheck,$(CURDIR)/$(STATICCHECK) ./...)
+
+.PHONY: vulncheck
+vulncheck: $(GOVULNCHECK) $(VULNDB) ## govulncheck ./... in every module, offline database
+	$(call each_module_with_pkgs,govulncheck,$(CURDIR)/$(GOVULNCHECK) -db file://$(CURDIR)/$(VULNDB_DIR) ./...)
+
+.PHONY: tidy
+tidy: ## go mod tidy in every module
+	$(call each_module,go mod tidy,go mod tidy)
+
+.PHONY: tools
+tools: $(STATICCHECK) $(GOVULNCHECK) $(VULNDB) ## Build the lint tools and the vulnerability database
+
+.PHONY: clean
+clean: ## Remove bin/ and .cache/ (tools, vulnerability database)
+	rm -rf $(BIN) $(CACHE)
+
+# ---- tools ---------------------------------------------------------------
+
+$(STAMPS)/%:
+	@mkdir -p $(@D)
+	@touch $@
+
+$(STATICCHECK): $(STAMPS)/staticcheck-$(STATICCHECK_VERSION)-$(GOTOOLCHAIN)
+	GOBIN=$(CURDIR)/$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
+
+$(GOVULNCHECK): $(STAMPS)/govulncheck-$(GOVULNCHECK_VERSION)-$(GOTOOLCHAIN)
+	GOBIN=$(CURDIR)/$(BIN) go install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+	@touch $@
+
+# indexdb comes from the same golang.org/x/vulndb version as the data.
+$(INDEXDB): $(STAMPS)/indexdb-$(VULNDB_VERSION)-$(GOTOOLCHAIN)
+	GOBIN=$(CURDIR)/$(BIN) go install golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION)
+	@touch $@
+
+# Built once per vulndb version, then reused (only rebuilt when missing).
+$(VULNDB): | $(INDEXDB)
+	@echo "==> building offline vulnerability database $(VULNDB_VERSION)"
+	@src="$$(GOWORK=off go mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) \
+		| sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$$/\1/p')"; \
+	if [[ -z "$$src" || ! -d "$$src/data/osv" ]]; then \
+		echo "cannot find data/osv in golang.org/x/vulndb@$(VULNDB_VERSION) (dir: '$$src')" >&2; \
+		exit 1; \
+	fi; \
+	rm -rf "$(VULNDB_DIR).tmp"; \
+	$(INDEXDB) -vulns "$$src/data/osv" -out "$(VULNDB_DIR).tmp"; \
+	rm -rf "$(VULNDB_DIR)"; \
+	mv "$(VULNDB_DIR).tmp" "$(VULNDB_DIR)"; \
+	echo "==> vulnerability database in $(VULNDB_DIR)"

@@ -1,0 +1,219 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// setting is one row of the configuration table: how it is named on the
+// command line and in the environment, its default, and how a raw string
+// becomes a field of Config. The same rows generate README.md.
+type setting struct {
+	Name    string // Config field
+	Flag    string // without dashes; "" for environment-only settings
+	Env     string
+	Default string // raw default fed to apply
+	// DefaultDoc is the default as documented, when Default alone would
+	// not say it (dev-mode defaults, computed defaults).
+	DefaultDoc string
+	Meaning    string
+	isBool     bool
+	// secret settings never have their value echoed in an error.
+	secret bool
+	apply  func(c *Config, raw string) error
+}
+
+var settings = []setting{
+	{
+		Name: "Listen", Flag: "listen", Env: "STRONGROOM_LISTEN", Default: ":8443",
+		DefaultDoc: "`:8443`; dev: `127.0.0.1:8443`",
+		Meaning:    "public listener address (host:port); in dev mode only loopback, an empty host means 127.0.0.1",
+		apply:      func(c *Config, raw string) error { c.Listen = raw; return nil },
+	},
+	{
+		Name: "AdminListen", Flag: "admin-listen", Env: "STRONGROOM_ADMIN_LISTEN", Default: ":8444",
+		DefaultDoc: "`:8444`; dev: `127.0.0.1:8444`",
+		Meaning:    "internal listener address (admin API, introspection, metrics, health); never expose it publicly",
+		apply:      func(c *Config, raw string) error { c.AdminListen = raw; return nil },
+	},
+	{
+		Name: "Dev", Flag: "dev", Env: "STRONGROOM_DEV", Default: "false", isBool: true,
+		Meaning: "developer mode: loopback only, generated TLS certificate and back-office secret, events in memory unless a database is set",
+		apply:   func(c *Config, raw string) (err error) { c.Dev, err = parseBool(raw); return err },
+	},
+	{
+		Name: "DatabaseURL", Flag: "database-url", Env: "DATABASE_URL", secret: true,
+		DefaultDoc: "none; required outside dev mode (dev: events in memory)",
+		Meaning:    "PostgreSQL connection string (URL or key=value form)",
+		apply:      func(c *Config, raw string) error { c.DatabaseURL = raw; return nil },
+	},
+	{
+		Name: "TLSCertFile", Flag: "tls-cert-file", Env: "STRONGROOM_TLS_CERT_FILE",
+		DefaultDoc: "none; required outside dev mode, refused in dev mode",
+		Meaning:    "PEM certificate chain served by both listeners",
+		apply:      func(c *Config, raw string) error { c.TLSCertFile = raw; return nil },
+	},
+	{
+		Name: "TLSKeyFile", Flag: "tls-key-file", Env: "STRONGROOM_TLS_KEY_FILE",
+		DefaultDoc: "none; required outside dev mode, refused in dev mode",
+		Meaning:    "PEM private key of the certificate",
+		apply:      func(c *Config, raw string) error { c.TLSKeyFile = raw; return nil },
+	},
+	{
+		Name: "Issuer", Flag: "issuer", Env: "STRONGROOM_ISSUER",
+		DefaultDoc: "none; required outside dev mode (dev: `https://` + public address, e.g. `https://127.0.0.1:8443`)",
+		Meaning:    "OAuth2 issuer identifier: https URL without query, fragment or trailing slash (RFC 8414 §2)",
+		apply:      func(c *Config, raw string) error { c.Issuer = raw; return nil },
+	},
+	{
+		Name: "LogLevel", Flag: "log-level", Env: "STRONGROOM_LOG_LEVEL", Default: "info",
+		DefaultDoc: "`info`",
+		Meaning:    "minimum log level: debug, info, warn or error",
+		apply: func(c *Config, raw string) error {
+			if err := c.LogLevel.UnmarshalText([]byte(raw)); err != nil {
+				return errors.New("want debug, info, warn or error")
+			}
+			return nil
+		},
+	},
+	{
+		Name: "MigrateOnStart", Flag: "migrate-on-start", Env: "STRONGROOM_MIGRATE_ON_START", Default: "false", isBool: true,
+		Meaning: "apply pending database migrations before serving",
+		apply:   func(c *Config, raw string) (err error) { c.MigrateOnStart, err = parseBool(raw); return err },
+	},
+	{
+		Name: "ShutdownTimeout", Flag: "shutdown-timeout", Env: "STRONGROOM_SHUTDOWN_TIMEOUT", Default: "20s",
+		DefaultDoc: "`20s`",
+		Meaning:    "how long a graceful shutdown may drain in-flight requests (a Go duration, at most 10m)",
+		apply: func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil {
+				return errors.New("want a duration such as 20s")
+			}
+			if d <= 0 || d > maxShutdownTimeout {
+				return fmt.Errorf("want a duration above 0 and at most %s", maxShutdownTimeout)
+			}
+			c.ShutdownTimeout = d
+			return nil
+		},
+	},
+	{
+		Name: "DevAdminSecret", Env: "STRONGROOM_DEV_ADMIN_SECRET", secret: true,
+		DefaultDoc: "generated, written to a 0600 file in DevStateDir",
+		Meaning:    "dev mode only: client secret of the `back-office` client (environment only: flags show in ps)",
+		apply: func(c *Config, raw string) error {
+			if raw == "" {
+				return nil
+			}
+			if len(raw) < minSecretLen || len(raw) > maxSecretLen {
+				return fmt.Errorf("want %d to %d characters", minSecretLen, maxSecretLen)
+			}
+			for _, r := range raw {
+				if r <= ' ' || r > '~' {
+					return errors.New("want printable ASCII without spaces")
+				}
+			}
+			c.DevAdminSecret = raw
+			return nil
+		},
+	},
+	{
+		Name: "DevStateDir", Flag: "dev-state-dir", Env: "STRONGROOM_DEV_STATE_DIR",
+		DefaultDoc: "`$XDG_CONFIG_HOME/strongroom` or `~/.config/strongroom` (os.UserConfigDir), else a new temporary directory",
+		Meaning:    "dev mode only: directory of the generated back-office secret file",
+		apply:      func(c *Config, raw string) error { c.DevStateDir = raw; return nil },
+	},
+}
+
+const (
+	maxShutdownTimeout = 10 * time.Minute
+	// maxValueLen bounds every raw value; no legitimate setting is longer.
+	maxValueLen  = 4096
+	minSecretLen = 16
+	maxSecretLen = 256
+)
+
+func parseBool(raw string) (bool, error) {
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		return false, errors.New("want true or false")
+	}
+	return b, nil
+}
+
+// checkText refuses values no setting can legitimately hold: invalid UTF-8,
+// control characters (a newline could forge a log line) and huge strings.
+func checkText(raw string) error {
+	if len(raw) > maxValueLen {
+		return fmt.Errorf("longer than %d bytes", maxValueLen)
+	}
+	if !utf8.ValidString(raw) {
+		return errors.New("not valid UTF-8")
+	}
+	if strings.ContainsFunc(raw, unicode.IsControl) {
+		return errors.New("contains control characters")
+	}
+	return nil
+}
+
+// errorf names the setting and where its value came from; the value itself
+// is quoted only for non-secret settings.
+func (s setting) errorf(source, raw string, err error) error {
+	if s.secret || len(raw) > 100 {
+		return fmt.Errorf("%s: invalid value: %w", source, err)
+	}
+	return fmt.Errorf("%s: invalid value %q: %w", source, raw, err)
+}
+
+// rawValue is a flag.Value that only records what was given; parsing is
+// left to the setting so flags and environment go through the same code.
+type rawValue struct {
+	s      string
+	set    bool
+	isBool bool
+}
+
+func (v *rawValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.s
+}
+
+func (v *rawValue) Set(s string) error { v.s, v.set = s, true; return nil }
+
+func (v *rawValue) IsBoolFlag() bool { return v.isBool }
+
+// defaultStateDir is os.UserConfigDir()/strongroom, computed from getenv on
+// Unix so tests do not depend on the real environment. It returns "" when
+// there is no usable home: dev mode then uses a new temporary directory.
+func defaultStateDir(getenv func(string) string) string {
+	switch runtime.GOOS {
+	case "windows", "darwin", "ios", "plan9":
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(dir, "strongroom")
+	}
+	dir := getenv("XDG_CONFIG_HOME")
+	if !filepath.IsAbs(dir) {
+		home := getenv("HOME")
+		if !filepath.IsAbs(home) {
+			return ""
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	if checkText(dir) != nil {
+		return ""
+	}
+	return filepath.Join(dir, "strongroom")
+}
