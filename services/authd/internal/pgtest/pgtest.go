@@ -40,7 +40,8 @@ func Main(m *testing.M) {
 	name, dbURL, err := createDatabase(ctx, admin)
 	cancel()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "pgtest: PostgreSQL is not reachable at %s (%v): start it (pg_ctlcluster 15 main start) or set DATABASE_URL to a server whose user may CREATE DATABASE\n", redact(admin), err)
+		reason := strings.Join(strings.Fields(err.Error()), " ")
+		fmt.Fprintf(os.Stderr, "pgtest: PostgreSQL is not reachable at %s (%s): start it (pg_ctlcluster 15 main start) or set DATABASE_URL to a server whose user may CREATE DATABASE\n", redact(admin), reason)
 		os.Exit(1)
 	}
 	packageURL = dbURL

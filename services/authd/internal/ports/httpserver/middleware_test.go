@@ -9,7 +9,9 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"strongroom.dev/services/authd/internal/adapters/memstore"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/eventstore/storetest"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -155,5 +157,39 @@ func TestClientIP(t *testing.T) {
 				t.Errorf("clientIP(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestEventsNameTheRequest follows one request into the event log: the
+// event it appends carries the request's trace id, correlation id and
+// client data, so the audit trail can name the request.
+func TestEventsNameTheRequest(t *testing.T) {
+	store := memstore.New()
+	defer store.Close()
+	h := newHarness(t, Options{}, func(s *Server) {
+		s.Public().HandleFunc("POST /enroll", func(w http.ResponseWriter, r *http.Request) {
+			if _, err := store.Append(r.Context(), storetest.Enroll("dev-1", "alice")); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+		})
+	})
+	resp, _ := h.do(t, http.MethodPost, h.publicURL("/enroll"), http.Header{
+		"Traceparent":  {"00-" + incomingTrace + "-" + incomingParent + "-01"},
+		"X-Request-Id": {"req-42"},
+		"User-Agent":   {"BankApp/7.1"},
+	}, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	evs, err := store.ReadStream(t.Context(), "dev-1", 0)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("events: %d, %v", len(evs), err)
+	}
+	ev := evs[0]
+	if ev.Metadata.TraceID() != incomingTrace || ev.Metadata.CorrelationID != "req-42" {
+		t.Errorf("event metadata %+v does not name the request", ev.Metadata)
+	}
+	if ev.Personal == nil || ev.Personal.IP != "127.0.0.1" || ev.Personal.UserAgent != "BankApp/7.1" {
+		t.Errorf("personal part = %+v", ev.Personal)
 	}
 }

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// freshDatabase creates an empty database on the server of DATABASE_URL
+// (default: the local PostgreSQL) and drops it when the test ends.
+func freshDatabase(t *testing.T) string {
+	t.Helper()
+	admin := os.Getenv("DATABASE_URL")
+	if admin == "" {
+		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("PostgreSQL is not reachable (start it, or set DATABASE_URL): %v", err)
+	}
+	defer conn.Close(ctx)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "strongroom_e2e_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), admin)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	u, _ := url.Parse(admin)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// serverCertificate writes a self-signed certificate for 127.0.0.1 and
+// returns the files and the certificate's SPKI pin.
+func serverCertificate(t *testing.T) (certFile, keyFile, pin string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "authd e2e"},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return certFile, keyFile, base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// authd runs one short authd command to completion.
+func authd(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(authdBin, args...)
+	cmd.Env = env
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errOut.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String(), errOut.String()
+}
+
+// TestProductionModeOnPostgreSQL runs the binary the way a deployment
+// does: migrate as a separate step, serve with TLS files, and the
+// projection tools against the live database.
+func TestProductionModeOnPostgreSQL(t *testing.T) {
+	dsn := freshDatabase(t)
+	env := cleanEnv("DATABASE_URL=" + dsn)
+	certFile, keyFile, pin := serverCertificate(t)
+	serveArgs := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test"}
+
+	// Serving an unmigrated database is refused with the command to run.
+	code, out, _ := authd(t, env, serveArgs...)
+	if code != 1 || !strings.Contains(out, "authd migrate") {
+		t.Fatalf("serve before migrate: exit %d\n%s", code, out)
+	}
+	if code, out, errOut := authd(t, env, "migrate"); code != 0 || !strings.Contains(out, `"msg":"migrated"`) {
+		t.Fatalf("migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := authd(t, env, "migrate"); code != 0 || !strings.Contains(out, `"count":0`) {
+		t.Fatalf("second migrate: exit %d\n%s%s", code, out, errOut)
+	}
+
+	cmd := exec.Command(authdBin, serveArgs...)
+	cmd.Env = env
+	stdout, stdoutW := io.Pipe()
+	cmd.Stdout, cmd.Stderr = stdoutW, &syncBuffer{}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	logs := readLogs(t, stdout)
+	go func() {
+		err := cmd.Wait()
+		stdoutW.Close()
+		exited <- err
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	adminLine := logs.wait(t, "admin listening", func(m map[string]any) bool {
+		return m["msg"] == "listening" && m["listener"] == "admin"
+	})
+	logs.wait(t, "started", func(m map[string]any) bool { return m["msg"] == "authd started" })
+	client := pinnedClient(pin)
+	defer client.CloseIdleConnections()
+
+	// Ready only with the database and the outbox subscribers healthy.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get("https://" + adminLine["addr"].(string) + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Status string
+			Checks map[string]string
+		}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == 200 {
+			if r.Checks["database"] != "ok" || r.Checks["outbox"] != "ok" {
+				t.Fatalf("ready without both checks: %+v", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready: %d %+v", resp.StatusCode, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The tools work against the live database while authd serves.
+	code, out, errOut := authd(t, env, "projections", "status")
+	var st struct {
+		Projections []struct {
+			Name       string `json:"name"`
+			Generation int    `json:"generation"`
+		} `json:"projections"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Projections) == 0 || st.Projections[0].Name != "devices" {
+		t.Fatalf("projections status: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := authd(t, env, "projections", "rebuild", "devices"); code != 0 || !strings.Contains(out, `"msg":"rebuilt"`) {
+		t.Fatalf("rebuild: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := authd(t, env, "projections", "rebuild", "no_such_model"); code != 1 || !strings.Contains(out, "unknown projection") {
+		t.Fatalf("rebuild of an unknown read model: exit %d\n%s", code, out)
+	}
+	code, out, _ = authd(t, env, "projections", "status")
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Projections[0].Generation != 2 {
+		t.Fatalf("status after rebuild: exit %d\n%s", code, out)
+	}
+	if strings.Contains(logs.text(), dsn) {
+		t.Error("the database URL is in authd's logs")
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("authd exited with %v after SIGTERM\n%s", err, logs.text())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("authd did not stop within 30s of SIGTERM")
+	}
+}
