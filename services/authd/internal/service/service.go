@@ -68,7 +68,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		log.InfoContext(ctx, "event store in memory (dev mode): everything is lost at exit")
 		return a, nil
 	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
+	pool, err := openPool(ctx, cfg.DatabaseURL, len(async))
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +104,20 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	return a, nil
 }
 
-func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// minRequestConns is the part of the pool kept for requests, on top of
+// what the projection workers may hold.
+const minRequestConns = 8
+
+func openPool(ctx context.Context, url string, asyncProjections int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx errors may quote the DSN, password included: say less.
 		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL connection string")
+	}
+	// pgxpool defaults to max(4, CPUs) connections, which the workers alone
+	// could fill; pool_max_conns in the URL sets it, but never below this.
+	if need := pgstore.ConnsNeeded(asyncProjections) + minRequestConns; cfg.MaxConns < need {
+		cfg.MaxConns = need
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -201,7 +210,7 @@ func (a *App) Close() {
 
 // Migrate applies the embedded migrations to the database at url.
 func Migrate(ctx context.Context, url string, log *slog.Logger) error {
-	pool, err := openPool(ctx, url)
+	pool, err := openPool(ctx, url, 0)
 	if err != nil {
 		return err
 	}

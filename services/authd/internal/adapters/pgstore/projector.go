@@ -46,7 +46,9 @@ type ProjectorOption func(*Projector)
 func WithIdlePoll(d time.Duration) ProjectorOption { return func(p *Projector) { p.idlePoll = d } }
 
 // NewProjector returns a projector for the store's inline projections and
-// the given asynchronous ones.
+// the given asynchronous ones. Each asynchronous projection uses two pool
+// connections while it works (the subscriber's and its own transaction):
+// size the pool with ConnsNeeded.
 func NewProjector(store *Store, waker *Waker, log *slog.Logger, async []projection.Projection, opts ...ProjectorOption) (*Projector, error) {
 	p := &Projector{
 		store: store, waker: waker, log: log,
@@ -170,7 +172,9 @@ func (p *Projector) Run(ctx context.Context) error {
 			OffsetsAdapter: outboxOffsets,
 			BackoffManager: b,
 			PollInterval:   p.idlePoll,
-			ResendInterval: 100 * time.Millisecond,
+			// A failing projection is retried once a second: it stalls
+			// (and its lag grows) rather than skip an event or flood logs.
+			ResendInterval: time.Second,
 		}, logger)
 		if err != nil {
 			return fmt.Errorf("projector: subscriber %s: %w", name, err)
@@ -403,3 +407,8 @@ func (s *Store) applyInline(ctx context.Context, tx pgx.Tx, evs []eventstore.Eve
 	}
 	return nil
 }
+
+// ConnsNeeded is how many pool connections n asynchronous projections can
+// hold at once. A pool smaller than this plus the request load could leave
+// every subscriber holding a connection while waiting for a second one.
+func ConnsNeeded(n int) int32 { return int32(2 * n) }
