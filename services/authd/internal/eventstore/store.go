@@ -3,7 +3,10 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"strongroom.dev/api/events"
 )
@@ -34,24 +37,22 @@ const (
 	MaxEventsPerBatch = 1000
 )
 
-// Encoded is a validated, encoded pending event.
-type Encoded struct {
-	Type          string
-	SchemaVersion int
-	Data          []byte
-}
-
-// Validate checks an append batch and encodes its payloads with the
-// registry. Adapters call it before touching storage, so invalid input
-// writes nothing and both adapters refuse the same things.
-func Validate(reg *events.Registry, appends []Append) ([][]Encoded, error) {
+// Prepare validates an append batch and builds its events: ids, versions,
+// payloads encoded with the registry, metadata and personal data from ctx,
+// occurred_at from now. Adapters call it before touching storage, so
+// invalid input writes nothing and both adapters refuse the same things.
+// Positions are the adapter's to assign, as is UserID for streams that
+// already exist (the owner they were created with).
+func Prepare(ctx context.Context, reg *events.Registry, now time.Time, appends []Append) ([]Event, error) {
 	if len(appends) == 0 {
 		return nil, fmt.Errorf("%w: nothing to append", ErrInvalidAppend)
 	}
+	meta := MetadataFrom(ctx)
+	personal := PersonalFrom(ctx)
+	now = now.UTC().Truncate(time.Microsecond) // PostgreSQL's precision
 	seen := make(map[string]bool, len(appends))
-	total := 0
-	out := make([][]Encoded, len(appends))
-	for i, a := range appends {
+	var out []Event
+	for _, a := range appends {
 		if err := validID("stream id", a.StreamID); err != nil {
 			return nil, err
 		}
@@ -73,17 +74,31 @@ func Validate(reg *events.Registry, appends []Append) ([][]Encoded, error) {
 		if len(a.Events) == 0 {
 			return nil, fmt.Errorf("%w: stream %q: no events", ErrInvalidAppend, a.StreamID)
 		}
-		total += len(a.Events)
-		if total > MaxEventsPerBatch {
+		if len(out)+len(a.Events) > MaxEventsPerBatch {
 			return nil, fmt.Errorf("%w: more than %d events", ErrInvalidAppend, MaxEventsPerBatch)
 		}
-		out[i] = make([]Encoded, len(a.Events))
 		for j, p := range a.Events {
 			data, v, err := reg.Encode(p.Type, p.Payload)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrInvalidAppend, err)
 			}
-			out[i][j] = Encoded{Type: p.Type, SchemaVersion: v, Data: data}
+			ev := Event{
+				EventID:       uuid.Must(uuid.NewV7()),
+				StreamID:      a.StreamID,
+				StreamType:    a.StreamType,
+				Version:       a.ExpectedVersion + int64(j) + 1,
+				Type:          p.Type,
+				SchemaVersion: v,
+				OccurredAt:    now,
+				UserID:        a.UserID,
+				Data:          data,
+				Metadata:      meta,
+			}
+			if personal != nil {
+				cp := *personal
+				ev.Personal = &cp
+			}
+			out = append(out, ev)
 		}
 	}
 	return out, nil

@@ -14,7 +14,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
-	"github.com/google/uuid"
 
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/eventstore"
@@ -84,18 +83,14 @@ func (s *Store) Close() error { return s.pubsub.Close() }
 
 // Append implements eventstore.Store.
 func (s *Store) Append(ctx context.Context, appends ...eventstore.Append) ([]eventstore.Event, error) {
-	encoded, err := eventstore.Validate(s.registry, appends)
+	out, err := eventstore.Prepare(ctx, s.registry, s.now(), appends)
 	if err != nil {
 		return nil, err
 	}
-	meta := eventstore.MetadataFrom(ctx)
-	personal := eventstore.PersonalFrom(ctx)
-	now := s.now().UTC().Truncate(time.Microsecond)
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	owners := make([]string, len(appends))
-	for i, a := range appends {
+	owners := make(map[string]string, len(appends))
+	for _, a := range appends {
 		st, ok := s.streams[a.StreamID]
 		actual := int64(0)
 		if ok {
@@ -104,7 +99,7 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.Append) ([]eve
 		if actual != a.ExpectedVersion {
 			return nil, &eventstore.ConflictError{StreamID: a.StreamID, Expected: a.ExpectedVersion, Actual: actual}
 		}
-		owners[i] = a.UserID
+		owners[a.StreamID] = a.UserID
 		if ok {
 			if st.streamType != a.StreamType {
 				return nil, fmt.Errorf("%w: stream %q is a %q stream, not %q", eventstore.ErrInvalidAppend, a.StreamID, st.streamType, a.StreamType)
@@ -112,42 +107,21 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.Append) ([]eve
 			if a.UserID != "" && a.UserID != st.userID {
 				return nil, fmt.Errorf("%w: stream %q belongs to another user", eventstore.ErrInvalidAppend, a.StreamID)
 			}
-			owners[i] = st.userID
+			owners[a.StreamID] = st.userID
 		}
 	}
 	// Build everything before changing anything, so a failing inline
 	// projection leaves the store as it was.
-	s.commits++
 	seq := int64(len(s.log))
-	var out []eventstore.Event
-	for i, a := range appends {
-		for j, enc := range encoded[i] {
-			seq++
-			var p *eventstore.Personal
-			if personal != nil {
-				cp := *personal
-				p = &cp
-			}
-			out = append(out, eventstore.Event{
-				Position:      eventstore.Position{Tx: s.commits, Seq: seq},
-				EventID:       uuid.Must(uuid.NewV7()),
-				StreamID:      a.StreamID,
-				StreamType:    a.StreamType,
-				Version:       a.ExpectedVersion + int64(j) + 1,
-				Type:          enc.Type,
-				SchemaVersion: enc.SchemaVersion,
-				OccurredAt:    now,
-				UserID:        owners[i],
-				Data:          append([]byte(nil), enc.Data...),
-				Metadata:      meta,
-				Personal:      p,
-			})
-		}
+	for i := range out {
+		seq++
+		out[i].Position = eventstore.Position{Tx: s.commits + 1, Seq: seq}
+		out[i].UserID = owners[out[i].StreamID]
 	}
 	if err := s.models.applyInline(out); err != nil {
-		s.commits--
 		return nil, err
 	}
+	s.commits++
 	for _, ev := range out {
 		st, ok := s.streams[ev.StreamID]
 		if !ok {

@@ -8,11 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -91,65 +91,44 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.Append) (out [
 // nothing is published. The transaction must be READ COMMITTED (the
 // default): inline projections read state after taking their locks.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, appends ...eventstore.Append) ([]eventstore.Event, error) {
-	encoded, err := eventstore.Validate(s.registry, appends)
+	out, err := eventstore.Prepare(ctx, s.registry, s.now(), appends)
 	if err != nil {
 		return nil, err
 	}
-	meta := eventstore.MetadataFrom(ctx)
-	metaJSON, err := json.Marshal(meta)
+	metaJSON, err := json.Marshal(out[0].Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("append: encode metadata: %w", err)
 	}
-	personal := eventstore.PersonalFrom(ctx)
 	var personalJSON []byte
-	if personal != nil {
-		if personalJSON, err = json.Marshal(personal); err != nil {
+	if out[0].Personal != nil {
+		if personalJSON, err = json.Marshal(out[0].Personal); err != nil {
 			return nil, fmt.Errorf("append: encode personal data: %w", err)
 		}
 	}
-	now := s.now().UTC().Truncate(time.Microsecond)
 
 	// Move every stream's version first, in stream-id order so that two
 	// multi-stream appends can never deadlock on each other's rows.
-	order := make([]int, len(appends))
-	for i := range order {
-		order[i] = i
-	}
-	sort.Slice(order, func(a, b int) bool { return appends[order[a]].StreamID < appends[order[b]].StreamID })
-	owners := make([]string, len(appends))
-	for _, i := range order {
-		owner, err := casVersion(ctx, tx, appends[i])
+	sorted := slices.Clone(appends)
+	slices.SortFunc(sorted, func(a, b eventstore.Append) int { return strings.Compare(a.StreamID, b.StreamID) })
+	owners := make(map[string]string, len(appends))
+	for _, a := range sorted {
+		owner, err := casVersion(ctx, tx, a)
 		if err != nil {
 			return nil, err
 		}
-		owners[i] = owner
+		owners[a.StreamID] = owner
 	}
 
 	batch := &pgx.Batch{}
-	var out []eventstore.Event
-	for i, a := range appends {
-		for j, enc := range encoded[i] {
-			ev := eventstore.Event{
-				EventID:       uuid.Must(uuid.NewV7()),
-				StreamID:      a.StreamID,
-				StreamType:    a.StreamType,
-				Version:       a.ExpectedVersion + int64(j) + 1,
-				Type:          enc.Type,
-				SchemaVersion: enc.SchemaVersion,
-				OccurredAt:    now,
-				UserID:        owners[i],
-				Data:          enc.Data,
-				Metadata:      meta,
-				Personal:      personal,
-			}
-			out = append(out, ev)
-			batch.Queue(`INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
-				occurred_at, user_id, data, metadata, personal)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, nullif($8, ''), $9, $10, $11)
-				RETURNING tx_id::text, seq`,
-				ev.EventID, ev.StreamID, ev.StreamType, ev.Version, ev.Type, ev.SchemaVersion,
-				ev.OccurredAt, ev.UserID, string(enc.Data), string(metaJSON), nullableJSON(personalJSON))
-		}
+	for i := range out {
+		ev := &out[i]
+		ev.UserID = owners[ev.StreamID]
+		batch.Queue(`INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
+			occurred_at, user_id, data, metadata, personal)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, nullif($8, ''), $9, $10, $11)
+			RETURNING tx_id::text, seq`,
+			ev.EventID, ev.StreamID, ev.StreamType, ev.Version, ev.Type, ev.SchemaVersion,
+			ev.OccurredAt, ev.UserID, string(ev.Data), string(metaJSON), nullableJSON(personalJSON))
 	}
 	// Delivered at commit only, so a rolled-back append wakes no one.
 	batch.Queue("SELECT pg_notify($1, '')", NotifyChannel)
