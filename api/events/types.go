@@ -107,17 +107,30 @@ type DeviceRevokedV1 struct {
 	Operator string `json:"operator,omitempty"`
 }
 
-// SessionStartedV1 records a successful grant.
+// SessionStartedV1 records a successful grant and the access token it
+// issued. Tokens appear only as identifiers (SHA-256 of the JWS signature),
+// never as themselves.
 type SessionStartedV1 struct {
-	UserID        string    `json:"user_id"`
-	DeviceID      string    `json:"device_id"`
-	ClientID      string    `json:"client_id"`
-	GrantType     string    `json:"grant_type"`
-	ACR           string    `json:"acr"`
-	AMR           []string  `json:"amr"`
-	AuthTime      time.Time `json:"auth_time"`
-	KeyThumbprint string    `json:"key_jkt"`
-	ExpiresAt     time.Time `json:"expires_at"` // absolute lifetime
+	// UserID is the user the session belongs to; empty for a client's own
+	// session (client_credentials), whose Subject is the client id.
+	UserID    string   `json:"user_id,omitempty"`
+	Subject   string   `json:"subject"`
+	DeviceID  string   `json:"device_id,omitempty"`
+	ClientID  string   `json:"client_id"`
+	GrantType string   `json:"grant_type"`
+	ACR       string   `json:"acr,omitempty"`
+	AMR       []string `json:"amr,omitempty"`
+	// AuthTime is when the user last proved a factor; a refresh keeps it.
+	AuthTime time.Time `json:"auth_time"`
+	// KeyThumbprint is the RFC 7638 thumbprint of the DPoP key the tokens
+	// are bound to (cnf.jkt), empty for unbound tokens.
+	KeyThumbprint        string    `json:"key_jkt,omitempty"`
+	Scopes               []string  `json:"scopes"`
+	Audience             []string  `json:"audience"`
+	AccessTokenID        string    `json:"access_token_id"`
+	AccessTokenExpiresAt time.Time `json:"access_token_expires_at"`
+	// ExpiresAt is the session's absolute end.
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // SessionRefreshedV1 records a refresh-token rotation; the tokens appear only
@@ -133,9 +146,12 @@ type SessionRefreshReuseDetectedV1 struct {
 	KeyThumbprint string `json:"key_jkt"`
 }
 
-// SessionRevokedV1 records the end of a session and why.
+// SessionRevokedV1 records the end of a session and why: "token_revoked"
+// (RFC 7009), "back_office", "device_locked", "signed_out",
+// "refresh_reuse".
 type SessionRevokedV1 struct {
-	Reason string `json:"reason"`
+	Reason   string `json:"reason"`
+	Operator string `json:"operator,omitempty"`
 }
 
 // SessionExpiredV1 records that a session reached its idle or absolute end.

@@ -51,6 +51,18 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain after SIGTERM; it should be
 	// shorter than the pod's terminationGracePeriodSeconds.
 	ShutdownTimeout time.Duration
+	// AdminURL is where clients reach the internal listener; discovery
+	// names its introspection endpoint. Dev mode derives it.
+	AdminURL string
+	// ClientsFile is the YAML file of OAuth2 clients. Dev mode registers
+	// mobile-app and back-office instead.
+	ClientsFile string
+	// SigningKeysDir holds the token-signing keys; ActiveSigningKey names
+	// the one that signs. Dev mode generates a key.
+	SigningKeysDir   string
+	ActiveSigningKey string
+	// AccessTokenLifetime is how long access tokens live.
+	AccessTokenLifetime time.Duration
 	// DevAdminSecret is the client secret of the dev back-office client. It
 	// is read only from the environment, never from a flag, because flags are
 	// visible to every user through ps. When empty, dev mode generates one.

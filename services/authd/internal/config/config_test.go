@@ -28,6 +28,9 @@ var prod = []string{
 	"STRONGROOM_TLS_CERT_FILE", "/tls/tls.crt",
 	"STRONGROOM_TLS_KEY_FILE", "/tls/tls.key",
 	"STRONGROOM_ISSUER", "https://auth.bank.example",
+	"STRONGROOM_ADMIN_URL", "https://authd-internal.strongroom.svc:8444",
+	"STRONGROOM_CLIENTS_FILE", "/config/clients.yaml",
+	"STRONGROOM_SIGNING_KEYS_DIR", "/keys/token-signing",
 	"HOME", "/home/authd",
 }
 
@@ -49,8 +52,9 @@ func TestLoad(t *testing.T) {
 			want: func(t *testing.T, c Config) {
 				want := Config{
 					Listen: "127.0.0.1:8443", AdminListen: "127.0.0.1:8444", Dev: true,
-					Issuer: "https://127.0.0.1:8443", LogLevel: slog.LevelInfo,
-					ShutdownTimeout: 20 * time.Second, DevStateDir: "/home/dev/.config/strongroom",
+					Issuer: "https://127.0.0.1:8443", AdminURL: "https://127.0.0.1:8444", LogLevel: slog.LevelInfo,
+					ShutdownTimeout: 20 * time.Second, AccessTokenLifetime: 5 * time.Minute,
+					DevStateDir: "/home/dev/.config/strongroom",
 				}
 				if c != want {
 					t.Errorf("got %+v\nwant %+v", c, want)
@@ -216,6 +220,12 @@ func TestLoadRefuses(t *testing.T) {
 		{name: "same address twice", args: []string{"--dev", "--listen", "127.0.0.1:9000", "--admin-listen", "localhost:9000"}, want: []string{"needs its own address"}},
 		{name: "production without anything", want: []string{"--database-url", "--tls-cert-file", "--issuer"}},
 		{name: "production without TLS key", env: with(prod, "STRONGROOM_TLS_KEY_FILE", ""), want: []string{"--tls-key-file"}},
+		{name: "production without clients", env: with(prod, "STRONGROOM_CLIENTS_FILE", ""), want: []string{"--clients-file"}},
+		{name: "production without signing keys", env: with(prod, "STRONGROOM_SIGNING_KEYS_DIR", ""), want: []string{"--signing-keys-dir"}},
+		{name: "production without admin URL", env: with(prod, "STRONGROOM_ADMIN_URL", ""), want: []string{"--admin-url"}},
+		{name: "plain http admin URL", env: with(prod, "STRONGROOM_ADMIN_URL", "http://internal:8444"), want: []string{"STRONGROOM_ADMIN_URL", "https"}},
+		{name: "access token lifetime too long", args: []string{"--access-token-lifetime", "2h"}, env: prod, want: []string{"30s to 1h"}},
+		{name: "access token lifetime too short", args: []string{"--access-token-lifetime", "1s"}, env: prod, want: []string{"30s to 1h"}},
 		{name: "dev with TLS files", args: []string{"--dev", "--tls-cert-file", "a.crt", "--tls-key-file", "a.key"}, want: []string{"cannot be used with --dev"}},
 		{name: "plain http issuer", env: with(prod, "STRONGROOM_ISSUER", "http://auth.bank.example"), want: []string{"STRONGROOM_ISSUER", "https"}},
 		{name: "issuer with query", args: []string{"--issuer", "https://a.example?x=1"}, env: prod, want: []string{"query or fragment"}},

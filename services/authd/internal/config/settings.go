@@ -106,6 +106,43 @@ var settings = []setting{
 		},
 	},
 	{
+		Name: "AdminURL", Flag: "admin-url", Env: "STRONGROOM_ADMIN_URL",
+		DefaultDoc: "none; required outside dev mode (dev: `https://` + internal address)",
+		Meaning:    "URL at which back-office clients and resource servers reach the internal listener (introspection_endpoint in discovery)",
+		apply:      func(c *Config, raw string) error { c.AdminURL = raw; return nil },
+	},
+	{
+		Name: "ClientsFile", Flag: "clients-file", Env: "STRONGROOM_CLIENTS_FILE",
+		DefaultDoc: "none; required outside dev mode (dev: `mobile-app` and `back-office`)",
+		Meaning:    "YAML file of OAuth2 clients (secrets only as SHA-256 hashes; see README)",
+		apply:      func(c *Config, raw string) error { c.ClientsFile = raw; return nil },
+	},
+	{
+		Name: "SigningKeysDir", Flag: "signing-keys-dir", Env: "STRONGROOM_SIGNING_KEYS_DIR",
+		DefaultDoc: "none; required outside dev mode (dev: a key generated at start)",
+		Meaning:    "directory of token-signing keys (*.pem, PKCS#8 ECDSA P-256); all are published in the JWKS",
+		apply:      func(c *Config, raw string) error { c.SigningKeysDir = raw; return nil },
+	},
+	{
+		Name: "ActiveSigningKey", Flag: "active-signing-key", Env: "STRONGROOM_ACTIVE_SIGNING_KEY",
+		DefaultDoc: "the only key, when there is one",
+		Meaning:    "file name (in the signing keys directory) of the key that signs new tokens",
+		apply:      func(c *Config, raw string) error { c.ActiveSigningKey = raw; return nil },
+	},
+	{
+		Name: "AccessTokenLifetime", Flag: "access-token-lifetime", Env: "STRONGROOM_ACCESS_TOKEN_LIFETIME", Default: "5m",
+		DefaultDoc: "`5m`",
+		Meaning:    "lifetime of access tokens (a Go duration, 30s to 1h)",
+		apply: func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d < 30*time.Second || d > time.Hour {
+				return errors.New("want a duration from 30s to 1h")
+			}
+			c.AccessTokenLifetime = d
+			return nil
+		},
+	},
+	{
 		Name: "DevAdminSecret", Env: "STRONGROOM_DEV_ADMIN_SECRET", secret: true,
 		DefaultDoc: "generated, written to a 0600 file in DevStateDir",
 		Meaning:    "dev mode only: client secret of the `back-office` client (environment only: flags show in ps)",

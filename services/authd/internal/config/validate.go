@@ -36,6 +36,9 @@ func (c *Config) validate() error {
 		if c.Issuer == "" && err == nil && !strings.HasSuffix(c.Listen, ":0") {
 			c.Issuer = "https://" + c.Listen
 		}
+		if c.AdminURL == "" && aerr == nil && !strings.HasSuffix(c.AdminListen, ":0") {
+			c.AdminURL = "https://" + c.AdminListen
+		}
 	} else {
 		if c.DatabaseURL == "" {
 			errs = append(errs, errors.New("--database-url (or DATABASE_URL) is required outside dev mode"))
@@ -46,6 +49,15 @@ func (c *Config) validate() error {
 		if c.Issuer == "" {
 			errs = append(errs, errors.New("--issuer (STRONGROOM_ISSUER) is required outside dev mode"))
 		}
+		if c.AdminURL == "" {
+			errs = append(errs, errors.New("--admin-url (STRONGROOM_ADMIN_URL) is required outside dev mode"))
+		}
+		if c.ClientsFile == "" {
+			errs = append(errs, errors.New("--clients-file (STRONGROOM_CLIENTS_FILE) is required outside dev mode"))
+		}
+		if c.SigningKeysDir == "" {
+			errs = append(errs, errors.New("--signing-keys-dir (STRONGROOM_SIGNING_KEYS_DIR) is required outside dev mode"))
+		}
 		if c.DevAdminSecret != "" {
 			errs = append(errs, errors.New("STRONGROOM_DEV_ADMIN_SECRET is set but --dev is not: refusing to run a production server with a dev secret in its environment"))
 		}
@@ -53,6 +65,11 @@ func (c *Config) validate() error {
 	if c.Issuer != "" {
 		if err := checkIssuer(c.Issuer); err != nil {
 			errs = append(errs, fmt.Errorf("--issuer (STRONGROOM_ISSUER) %q: %w", c.Issuer, err))
+		}
+	}
+	if c.AdminURL != "" {
+		if err := checkIssuer(c.AdminURL); err != nil {
+			errs = append(errs, fmt.Errorf("--admin-url (STRONGROOM_ADMIN_URL) %q: %w", c.AdminURL, err))
 		}
 	}
 	if c.DatabaseURL != "" {

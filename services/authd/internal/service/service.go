@@ -22,6 +22,8 @@ import (
 	"strongroom.dev/services/authd/internal/adapters/pgstore"
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/oauth"
+	"strongroom.dev/services/authd/internal/ports/admin"
 	"strongroom.dev/services/authd/internal/projection"
 	"strongroom.dev/services/authd/internal/readmodel"
 )
@@ -29,7 +31,8 @@ import (
 // projections returns the read models authd maintains: inline ones (read
 // by the request that wrote them) and asynchronous ones.
 func projections() (inline, async []projection.Projection) {
-	return nil, []projection.Projection{readmodel.Devices(events.Default)}
+	return []projection.Projection{readmodel.Sessions(events.Default), readmodel.AccessTokens(events.Default)},
+		[]projection.Projection{readmodel.Devices(events.Default)}
 }
 
 // App is a wired authd: its event store, read models and workers.
@@ -40,7 +43,12 @@ type App struct {
 	// ReadModels reads (and rebuilds) the projections.
 	ReadModels projection.Runner
 
+	// OAuth is the OAuth2 server; Admin the back-office API.
+	OAuth *oauth.Server
+	Admin *admin.API
+
 	pool    *pgxpool.Pool // nil in memory
+	onetime oneTimeStore
 	waker   *pgstore.Waker
 	healthy func() error
 	closers []func()
@@ -48,10 +56,24 @@ type App struct {
 	lag lagCache
 }
 
-// Open builds the event store and projections: in memory when
+// Open builds the whole app: the event store and projections (see
+// openStore) and the OAuth2 server with its keys and clients.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.setupOAuth(ctx, cfg); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// openStore builds the event store and projections: in memory when
 // cfg.DatabaseURL is empty (dev mode only), else PostgreSQL, migrated first
 // when cfg.MigrateOnStart or in dev mode.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
 	inline, async := projections()
 	a := &App{log: log}
 	if cfg.DatabaseURL == "" {
@@ -64,6 +86,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 			return nil, err
 		}
 		a.Store, a.ReadModels, a.healthy = s, p, p.Healthy
+		a.onetime = memstore.NewOneTime(time.Now)
 		a.closers = append(a.closers, func() { _ = s.Close() })
 		log.InfoContext(ctx, "event store in memory (dev mode): everything is lost at exit")
 		return a, nil
@@ -101,6 +124,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		return nil, err
 	}
 	a.Store, a.ReadModels, a.healthy = s, p, p.Healthy
+	a.onetime = pgstore.NewOneTime(pool, time.Now)
 	return a, nil
 }
 
@@ -156,7 +180,7 @@ func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	run := func(f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -172,6 +196,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	run(a.ReadModels.Run)
 	run(a.watchLag)
+	run(a.sweepOneTime)
 	wg.Wait()
 	close(errs)
 	return errors.Join(collect(errs)...)
@@ -196,9 +221,11 @@ func (a *App) ReadinessChecks() map[string]func(context.Context) error {
 	return checks
 }
 
-// Routes adds the app's handlers to the public and internal muxes. The
-// foundation serves none of its own; the OAuth2 endpoints land here.
-func (a *App) Routes(public, admin *http.ServeMux) {}
+// Routes adds the app's handlers to the public and internal muxes.
+func (a *App) Routes(public, admin *http.ServeMux) {
+	a.OAuth.Routes(public, admin)
+	a.Admin.Routes(admin)
+}
 
 // Close releases the store's resources.
 func (a *App) Close() {
@@ -226,7 +253,7 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) error {
 // RebuildProjection replays the log into a fresh generation of the named
 // read model and swaps it in, while authd keeps serving.
 func RebuildProjection(ctx context.Context, url, name string, log *slog.Logger) error {
-	a, err := Open(ctx, config.Config{DatabaseURL: url}, log)
+	a, err := openStore(ctx, config.Config{DatabaseURL: url}, log)
 	if err != nil {
 		return err
 	}
@@ -241,7 +268,7 @@ func RebuildProjection(ctx context.Context, url, name string, log *slog.Logger) 
 
 // ProjectionStatus writes every projection's position and lag as JSON.
 func ProjectionStatus(ctx context.Context, url string, w io.Writer) error {
-	a, err := Open(ctx, config.Config{DatabaseURL: url}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := openStore(ctx, config.Config{DatabaseURL: url}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,269 @@
+// Package authdtest starts a whole authd for tests: both listeners on real
+// TLS on 127.0.0.1, the wired app on a fresh PostgreSQL schema (or in
+// memory), its workers running, and everything it logs and traces captured
+// so tests can search it for secrets.
+package authdtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.yaml.in/yaml/v3"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"strongroom.dev/services/authd/internal/config"
+	"strongroom.dev/services/authd/internal/devmode"
+	"strongroom.dev/services/authd/internal/oauth"
+	"strongroom.dev/services/authd/internal/pgtest"
+	"strongroom.dev/services/authd/internal/ports/httpserver"
+	"strongroom.dev/services/authd/internal/service"
+	"strongroom.dev/services/authd/internal/telemetry"
+	"strongroom.dev/services/dpop"
+)
+
+// Server is a running authd.
+type Server struct {
+	PublicURL, AdminURL string
+	// AdminSecret is the back-office client's secret.
+	AdminSecret string
+	App         *service.App
+	// Client trusts the server's certificate (and nothing else).
+	Client *http.Client
+	Logs   *SyncBuffer
+	Spans  *tracetest.InMemoryExporter
+	// DSN is the database the server uses ("" in memory).
+	DSN string
+}
+
+// SyncBuffer is a goroutine-safe bytes.Buffer.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Options choose the store and the configuration.
+type Options struct {
+	// Memory runs on the in-memory store; otherwise a fresh schema of the
+	// package's test database (pgtest.Main must run), or DSN when set.
+	Memory bool
+	DSN    string
+	// Issuer overrides the issuer (a second replica of the same service).
+	Issuer string
+	// Clients, when set, are written to a clients file that replaces the
+	// dev clients (the back-office secret is then AdminSecret's hash only
+	// if listed).
+	Clients []oauth.ClientConfig
+}
+
+// Start runs authd until the test ends.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	s := &Server{Logs: &SyncBuffer{}, Spans: tracetest.NewInMemoryExporter()}
+	log := telemetry.NewLogger(s.Logs, slog.LevelDebug)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(s.Spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+
+	cert, err := devmode.NewCertificate(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := httpserver.New(httpserver.Options{PublicAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS}}, Logger: log, TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	s.PublicURL = "https://" + srv.PublicAddr().String()
+	s.AdminURL = "https://" + srv.AdminAddr().String()
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	s.AdminSecret = base64.RawURLEncoding.EncodeToString(secret)
+	cfg := config.Config{Dev: true, Issuer: s.PublicURL, AdminURL: s.AdminURL, DevAdminSecret: s.AdminSecret,
+		AccessTokenLifetime: 5 * time.Minute}
+	if o.Issuer != "" {
+		cfg.Issuer = o.Issuer
+	}
+	if o.Clients != nil {
+		raw, err := yaml.Marshal(oauth.ClientsFile{Clients: o.Clients})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ClientsFile = filepath.Join(t.TempDir(), "clients.yaml")
+		if err := os.WriteFile(cfg.ClientsFile, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !o.Memory {
+		cfg.DatabaseURL = o.DSN
+		if cfg.DatabaseURL == "" {
+			cfg.DatabaseURL = pgtest.Schema(t)
+		}
+		s.DSN = cfg.DatabaseURL
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := service.Open(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("open authd: %v", err)
+	}
+	s.App = app
+	app.Routes(srv.Public(), srv.Admin())
+	for name, check := range app.ReadinessChecks() {
+		srv.Readiness().Add(name, check)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = app.Run(ctx) }()
+	srv.StartAdmin()
+	srv.StartPublic()
+	srv.Readiness().MarkStarted()
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+		cancel()
+		<-done
+		app.Close()
+	})
+	leaf, _ := x509.ParseCertificate(cert.TLS.Certificate[0])
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	s.Client = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true,
+		MaxIdleConnsPerHost: 64,
+	}}
+	t.Cleanup(s.Client.CloseIdleConnections)
+	return s
+}
+
+// Response is a finished HTTP exchange.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a map.
+func (r *Response) JSON(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response %d is not JSON: %s", r.Status, r.Body)
+	}
+	return m
+}
+
+// Do sends a request and reads the whole response.
+func (s *Server) Do(t testing.TB, method, u string, header http.Header, body string) *Response {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// Form posts a urlencoded form.
+func (s *Server) Form(t testing.TB, u string, header http.Header, form url.Values) *Response {
+	t.Helper()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	for k, v := range header {
+		h[k] = v
+	}
+	return s.Do(t, http.MethodPost, u, h, form.Encode())
+}
+
+// Device is a DPoP key held by a test client.
+type Device struct {
+	Key *ecdsa.PrivateKey
+	JKT string
+}
+
+// NewDevice makes a fresh P-256 DPoP key.
+func NewDevice(t testing.TB) *Device {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Device{Key: k, JKT: dpop.Thumbprint(&k.PublicKey)}
+}
+
+// Proof makes a DPoP proof for a request.
+func (d *Device) Proof(t testing.TB, method, u, nonce, accessToken string) string {
+	t.Helper()
+	p, err := dpop.NewProof(d.Key, method, u, nonce, accessToken, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Nonce fetches a current DPoP nonce from the token endpoint.
+func (s *Server) Nonce(t testing.TB) string {
+	t.Helper()
+	r := s.Form(t, s.PublicURL+"/oauth2/token", nil, url.Values{"grant_type": {"client_credentials"}})
+	n := r.Header.Get("DPoP-Nonce")
+	if n == "" {
+		t.Fatalf("no DPoP-Nonce in a token endpoint response (%d %s)", r.Status, r.Body)
+	}
+	return n
+}
+
+// AdminToken obtains a back-office access token; with a device, bound to
+// its key.
+func (s *Server) AdminToken(t testing.TB, d *Device) (token string, resp map[string]any) {
+	t.Helper()
+	h := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("back-office:"+s.AdminSecret))}}
+	if d != nil {
+		h.Set("DPoP", d.Proof(t, http.MethodPost, s.PublicURL+"/oauth2/token", s.Nonce(t), ""))
+	}
+	r := s.Form(t, s.PublicURL+"/oauth2/token", h, url.Values{"grant_type": {"client_credentials"}, "scope": {"strongroom:admin"}})
+	if r.Status != http.StatusOK {
+		t.Fatalf("back-office token: %d %s", r.Status, r.Body)
+	}
+	m := r.JSON(t)
+	return m["access_token"].(string), m
+}

@@ -1,0 +1,115 @@
+package oauth
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"sort"
+
+	"github.com/ory/fosite"
+
+	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/keys"
+)
+
+// revoke serves POST /oauth2/revoke (RFC 7009). Revoking any token of a
+// session revokes the session. The app, a public client, must prove its
+// device key with DPoP; a DPoP-bound token is revoked only by a proof of
+// the key it is bound to.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !formRequest(w, r) {
+		return
+	}
+	proof, err := s.Proofs.Check(ctx, r, s.Issuer+PathRevoke, false, "")
+	var pe *ProofError
+	if errors.As(err, &pe) {
+		s.writeProofError(w, pe)
+		return
+	}
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	if c, ok := s.Storage.Clients.Get(r.PostForm.Get("client_id")); ok && c.IsPublic() && proof == nil {
+		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_dpop_proof",
+			Description: "a public client revokes with a DPoP proof"})
+		return
+	}
+	if claims, err := s.Signer.Decode(ctx, r.PostForm.Get("token")); err == nil {
+		if cnf, ok := claims.Claims["cnf"].(map[string]any); ok {
+			if proof == nil || cnf["jkt"] != proof.JKT {
+				// Not the holder: like an unknown token (RFC 7009 §2.2),
+				// answered 200 and left alone.
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+		}
+	}
+	if client, ok := s.Storage.Clients.Get(r.PostForm.Get("client_id")); ok {
+		ctx = eventstore.WithActor(ctx, eventstore.Actor{Kind: "client", ID: client.GetID()})
+	}
+	err = s.Provider.NewRevocationRequest(ctx, r)
+	if err != nil && !errors.Is(err, fosite.ErrInvalidClient) && !errors.Is(err, fosite.ErrUnauthorizedClient) &&
+		!errors.Is(err, fosite.ErrInvalidRequest) {
+		s.Log.WarnContext(ctx, "revocation failed", "err", err)
+	}
+	s.Provider.WriteRevocationResponse(ctx, w, err)
+}
+
+// introspect serves POST /oauth2/introspect (RFC 7662) on the internal
+// listener; the caller authenticates as a client. A token of a revoked or
+// ended session is inactive at once.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !formRequest(w, r) {
+		return
+	}
+	ir, err := s.Provider.NewIntrospectionRequest(ctx, r, NewSession())
+	if err != nil {
+		s.Provider.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	s.Provider.WriteIntrospectionResponse(ctx, w, ir)
+}
+
+// discovery serves RFC 8414 metadata.
+func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
+	grants := slices.Clone(s.GrantTypes)
+	sort.Strings(grants)
+	meta := map[string]any{
+		"issuer":                                s.Issuer,
+		"token_endpoint":                        s.Issuer + PathToken,
+		"revocation_endpoint":                   s.Issuer + PathRevoke,
+		"introspection_endpoint":                s.AdminURL + PathIntrospect,
+		"jwks_uri":                              s.Issuer + PathJWKS,
+		"grant_types_supported":                 grants,
+		"response_types_supported":              []string{},
+		"token_endpoint_auth_methods_supported": []string{AuthNone, AuthClientSecretBasic, AuthPrivateKeyJWT},
+		"token_endpoint_auth_signing_alg_values_supported":         []string{"ES256", "PS256", "RS256"},
+		"revocation_endpoint_auth_methods_supported":               []string{AuthNone, AuthClientSecretBasic, AuthPrivateKeyJWT},
+		"introspection_endpoint_auth_methods_supported":            []string{AuthClientSecretBasic, AuthPrivateKeyJWT},
+		"introspection_endpoint_auth_signing_alg_values_supported": []string{"ES256", "PS256", "RS256"},
+		"dpop_signing_alg_values_supported":                        []string{"ES256"},
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, meta)
+}
+
+// JWKSMaxAge is the JWKS cache lifetime; it must stay shorter than the
+// window in which a new key is published before it signs.
+const JWKSMaxAge = 300
+
+// jwks serves the published token-signing keys.
+func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, keys.JWKS(s.Keys))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

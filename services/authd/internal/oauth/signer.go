@@ -1,0 +1,149 @@
+// Package oauth is authd's OAuth2 server on ory/fosite: the JWT access
+// token signer, the fosite storage backed by the event store, the clients,
+// and the HTTP endpoints (token, revocation, introspection, discovery, JWKS).
+package oauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/asn1"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+	fjwt "github.com/ory/fosite/token/jwt"
+
+	"strongroom.dev/services/authd/internal/keys"
+)
+
+// AccessTokenType is the JWS "typ" of access tokens (RFC 9068 §2.1).
+const AccessTokenType = "at+jwt"
+
+// Signer implements fosite's jwt.Signer for RFC 9068 access tokens: it
+// signs with the key source's active key (kid = RFC 7638 thumbprint) and
+// verifies by kid against every published key. fosite's DefaultSigner can
+// only verify with the current key (ory/fosite#786), which would break
+// every token at each rotation.
+type Signer struct {
+	Keys keys.Source
+}
+
+var _ fjwt.Signer = (*Signer)(nil)
+
+// Generate implements jwt.Signer.
+func (s *Signer) Generate(_ context.Context, claims fjwt.MapClaims, _ fjwt.Mapper) (string, string, error) {
+	k, err := s.Keys.Active()
+	if err != nil {
+		return "", "", err
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: opaque{k}},
+		(&jose.SignerOptions{}).WithType(AccessTokenType).WithHeader(jose.HeaderKey("kid"), k.KID))
+	if err != nil {
+		return "", "", fmt.Errorf("access token signer: %w", err)
+	}
+	payload, err := json.Marshal(map[string]any(claims))
+	if err != nil {
+		return "", "", fmt.Errorf("encode access token claims: %w", err)
+	}
+	obj, err := sig.Sign(payload)
+	if err != nil {
+		return "", "", fmt.Errorf("sign access token: %w", err)
+	}
+	token, err := obj.CompactSerialize()
+	if err != nil {
+		return "", "", fmt.Errorf("serialize access token: %w", err)
+	}
+	return token, token[strings.LastIndexByte(token, '.')+1:], nil
+}
+
+// Decode implements jwt.Signer: it verifies the signature with the
+// published key named by kid, refusing any algorithm but ES256 and any
+// "typ" but at+jwt, then validates the time claims.
+func (s *Signer) Decode(_ context.Context, token string) (*fjwt.Token, error) {
+	return fjwt.ParseWithClaims(token, fjwt.MapClaims{}, func(t *fjwt.Token) (any, error) {
+		if string(t.Method) != string(jose.ES256) {
+			return nil, &fjwt.ValidationError{Errors: fjwt.ValidationErrorUnverifiable}
+		}
+		if typ, _ := t.Header["typ"].(string); typ != AccessTokenType {
+			return nil, &fjwt.ValidationError{Errors: fjwt.ValidationErrorMalformed}
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, ok := s.Keys.Lookup(kid)
+		if !ok {
+			return nil, &fjwt.ValidationError{Errors: fjwt.ValidationErrorUnverifiable}
+		}
+		return k.Public, nil
+	})
+}
+
+// Validate implements jwt.Signer.
+func (s *Signer) Validate(ctx context.Context, token string) (string, error) {
+	if _, err := s.Decode(ctx, token); err != nil {
+		return "", err
+	}
+	return s.GetSignature(ctx, token)
+}
+
+// GetSignature implements jwt.Signer.
+func (s *Signer) GetSignature(_ context.Context, token string) (string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", errors.New("token is not a compact JWS")
+	}
+	return parts[2], nil
+}
+
+// Hash implements jwt.Signer.
+func (s *Signer) Hash(_ context.Context, in []byte) ([]byte, error) {
+	sum := sha256.Sum256(in)
+	return sum[:], nil
+}
+
+// GetSigningMethodLength implements jwt.Signer.
+func (s *Signer) GetSigningMethodLength(context.Context) int { return sha256.Size }
+
+// opaque adapts a crypto.Signer to go-jose's OpaqueSigner: ES256 wants the
+// raw r||s signature (RFC 7518 §3.4), crypto.Signer gives ASN.1.
+type opaque struct{ k *keys.Key }
+
+func (o opaque) Public() *jose.JSONWebKey {
+	return &jose.JSONWebKey{Key: o.k.Public, KeyID: o.k.KID, Algorithm: string(jose.ES256), Use: "sig"}
+}
+
+func (o opaque) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{jose.ES256} }
+
+func (o opaque) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
+	if alg != jose.ES256 {
+		return nil, fmt.Errorf("algorithm %s not supported", alg)
+	}
+	digest := sha256.Sum256(payload)
+	der, err := o.k.Signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	var sig struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(der, &sig); err != nil || len(rest) != 0 {
+		return nil, errors.New("signer returned a malformed ECDSA signature")
+	}
+	out := make([]byte, 64)
+	sig.R.FillBytes(out[:32])
+	sig.S.FillBytes(out[32:])
+	return out, nil
+}
+
+var _ jose.OpaqueSigner = opaque{}
+
+// PublicKey returns an ECDSA public key for a kid, for verifiers outside fosite.
+func (s *Signer) PublicKey(kid string) (*ecdsa.PublicKey, bool) {
+	k, ok := s.Keys.Lookup(kid)
+	if !ok {
+		return nil, false
+	}
+	return k.Public, true
+}

@@ -1,0 +1,309 @@
+package oauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	fjwt "github.com/ory/fosite/token/jwt"
+
+	"strongroom.dev/api/events"
+	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/projection"
+	"strongroom.dev/services/authd/internal/readmodel"
+)
+
+// ReplayStore remembers one-time values (DPoP proof jti, client assertion
+// jti) across every replica until they expire.
+type ReplayStore interface {
+	// Remember records value under scope until the given time; fresh is
+	// false when it was already recorded (a replay).
+	Remember(ctx context.Context, scope, value string, until time.Time) (fresh bool, err error)
+	// Seen reports whether value is recorded under scope.
+	Seen(ctx context.Context, scope, value string) (bool, error)
+}
+
+// Storage is fosite's storage, backed by the event store: issuing an
+// access token starts a session (session.started, its own stream);
+// lookups read the inline sessions and access_tokens read models, which the
+// same append transaction writes, so a revocation is seen at once.
+type Storage struct {
+	Clients *Clients
+	Events  eventstore.Store
+	Models  projection.Reader
+	Replay  ReplayStore
+	Now     func() time.Time
+}
+
+var (
+	_ fosite.Storage                = (*Storage)(nil)
+	_ oauth2.CoreStorage            = (*Storage)(nil)
+	_ oauth2.TokenRevocationStorage = (*Storage)(nil)
+)
+
+// TokenID is the identifier under which an access token is recorded: the
+// SHA-256 of its JWS signature. The token itself is never stored.
+func TokenID(signature string) string {
+	sum := sha256.Sum256([]byte(signature))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// GetClient implements fosite.ClientManager.
+func (s *Storage) GetClient(_ context.Context, id string) (fosite.Client, error) {
+	c, ok := s.Clients.Get(id)
+	if !ok {
+		return nil, fosite.ErrNotFound
+	}
+	return c, nil
+}
+
+const assertionScope = "client_assertion"
+
+// ClientAssertionJWTValid implements fosite.ClientManager.
+func (s *Storage) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	seen, err := s.Replay.Seen(ctx, assertionScope, jti)
+	if err != nil {
+		return err
+	}
+	if seen {
+		return fosite.ErrJTIKnown
+	}
+	return nil
+}
+
+// SetClientAssertionJWT implements fosite.ClientManager. Recording is
+// atomic, so two replicas racing with the same assertion cannot both win.
+func (s *Storage) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	fresh, err := s.Replay.Remember(ctx, assertionScope, jti, exp)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return fosite.ErrJTIKnown
+	}
+	return nil
+}
+
+// CreateAccessTokenSession implements oauth2.AccessTokenStorage: the first
+// access token of a grant starts its session.
+func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	sess, ok := req.GetSession().(*Session)
+	if !ok {
+		return fmt.Errorf("session is %T, want *oauth.Session", req.GetSession())
+	}
+	claims := sess.JWTClaims
+	grant := ""
+	if ar, ok := req.(fosite.AccessRequester); ok && len(ar.GetGrantTypes()) > 0 {
+		grant = ar.GetGrantTypes()[0]
+	}
+	accessExp := sess.GetExpiresAt(fosite.AccessToken)
+	sessionExp := sess.SessionExpiresAt
+	if sessionExp.IsZero() {
+		sessionExp = accessExp
+	}
+	acr, _ := sess.Claim(ClaimACR).(string)
+	amr, _ := sess.Claim(ClaimAMR).([]string)
+	authTime := time.Time{}
+	if at, ok := sess.Claim(ClaimAuthTime).(int64); ok {
+		authTime = time.Unix(at, 0).UTC()
+	}
+	started := events.SessionStartedV1{
+		UserID: sess.UserID, Subject: claims.Subject, DeviceID: sess.DeviceID,
+		ClientID: req.GetClient().GetID(), GrantType: grant, ACR: acr, AMR: amr, AuthTime: authTime,
+		KeyThumbprint: sess.KeyThumbprint, Scopes: nonNil(req.GetGrantedScopes()), Audience: nonNil(req.GetGrantedAudience()),
+		AccessTokenID: TokenID(signature), AccessTokenExpiresAt: accessExp.UTC(), ExpiresAt: sessionExp.UTC(),
+	}
+	_, err := s.Events.Append(ctx, eventstore.Append{
+		StreamID: req.GetID(), StreamType: events.StreamSession, UserID: sess.UserID,
+		Events: []eventstore.Pending{{Type: events.SessionStarted, Payload: started}},
+	})
+	if err != nil {
+		return fmt.Errorf("start session: %w", err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// GetAccessTokenSession implements oauth2.AccessTokenStorage. A token of a
+// revoked or ended session is returned with fosite.ErrInactiveToken, which
+// introspection answers as active:false and revocation as already done.
+func (s *Storage) GetAccessTokenSession(ctx context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	doc, ok, err := s.Models.Get(ctx, readmodel.AccessTokensName, TokenID(signature))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fosite.ErrNotFound
+	}
+	tok, err := projection.Decode[readmodel.AccessToken](doc)
+	if err != nil {
+		return nil, err
+	}
+	sess, active, err := s.session(ctx, tok.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	client, ok := s.Clients.Get(tok.ClientID)
+	if !ok {
+		// The client was removed from the configuration: its tokens die.
+		return nil, fosite.ErrNotFound
+	}
+	fs := NewSession()
+	fs.UserID, fs.DeviceID = sess.UserID, sess.DeviceID
+	fs.Subject = tok.Subject
+	fs.JWTClaims.Subject = tok.Subject
+	fs.JWTClaims.IssuedAt = tok.IssuedAt
+	fs.JWTClaims.ExpiresAt = tok.ExpiresAt
+	fs.SetExpiresAt(fosite.AccessToken, tok.ExpiresAt)
+	fs.SetClaim(ClaimSID, tok.SessionID)
+	fs.SetClaim(ClaimClientID, tok.ClientID)
+	if tok.ACR != "" {
+		fs.SetClaim(ClaimACR, tok.ACR)
+		fs.SetClaim(ClaimAMR, tok.AMR)
+		fs.SetClaim(ClaimAuthTime, tok.AuthTime.Unix())
+	}
+	if tok.KeyThumbprint != "" {
+		fs.BindTo(tok.KeyThumbprint)
+	}
+	req := &fosite.Request{
+		ID: tok.SessionID, RequestedAt: tok.IssuedAt, Client: client,
+		RequestedScope: tok.Scopes, GrantedScope: tok.Scopes,
+		RequestedAudience: tok.Audience, GrantedAudience: tok.Audience,
+		Form: url.Values{}, Session: fs,
+	}
+	if !active {
+		return req, fosite.ErrInactiveToken
+	}
+	return req, nil
+}
+
+// session reads a session's state from the inline read model.
+func (s *Storage) session(ctx context.Context, sid string) (*readmodel.Session, bool, error) {
+	doc, ok, err := s.Models.Get(ctx, readmodel.SessionsName, sid)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, fosite.ErrNotFound
+	}
+	sess, err := projection.Decode[readmodel.Session](doc)
+	if err != nil {
+		return nil, false, err
+	}
+	return sess, sess.Active(s.Now()), nil
+}
+
+// SessionActive reports whether a session may still back tokens.
+func (s *Storage) SessionActive(ctx context.Context, sid string) (bool, error) {
+	_, active, err := s.session(ctx, sid)
+	if errors.Is(err, fosite.ErrNotFound) {
+		return false, nil
+	}
+	return active, err
+}
+
+// ErrNoSuchSession is returned when revoking a session that never started.
+var ErrNoSuchSession = errors.New("no such session")
+
+// RevokeSession ends a session with one session.revoked event, which every
+// token of the session obeys at once. Revoking a revoked session changes
+// nothing.
+func (s *Storage) RevokeSession(ctx context.Context, sid, reason, operator string) error {
+	for attempt := 0; ; attempt++ {
+		evs, err := s.Events.ReadStream(ctx, sid, 0)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 || evs[0].StreamType != events.StreamSession {
+			return ErrNoSuchSession
+		}
+		for _, ev := range evs {
+			if ev.Type == events.SessionRevoked || ev.Type == events.SessionRefreshReuse {
+				return nil
+			}
+		}
+		_, err = s.Events.Append(ctx, eventstore.Append{
+			StreamID: sid, StreamType: events.StreamSession, ExpectedVersion: evs[len(evs)-1].Version,
+			Events: []eventstore.Pending{{Type: events.SessionRevoked, Payload: events.SessionRevokedV1{Reason: reason, Operator: operator}}},
+		})
+		if errors.Is(err, eventstore.ErrConflict) && attempt < 3 {
+			continue // something else happened to the session; look again
+		}
+		return err
+	}
+}
+
+// RevokeAccessToken implements oauth2.TokenRevocationStorage: revoking
+// any token of a session revokes the session (CONTRACT.md, Sessions).
+func (s *Storage) RevokeAccessToken(ctx context.Context, requestID string) error {
+	err := s.RevokeSession(ctx, requestID, "token_revoked", "")
+	if errors.Is(err, ErrNoSuchSession) {
+		return fosite.ErrNotFound
+	}
+	return err
+}
+
+// RevokeRefreshToken implements oauth2.TokenRevocationStorage.
+func (s *Storage) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	return s.RevokeAccessToken(ctx, requestID)
+}
+
+// DeleteAccessTokenSession implements oauth2.AccessTokenStorage. Tokens
+// are never deleted: their session is revoked. fosite calls this only from
+// flows authd does not compose (authorization code, its own refresh).
+func (s *Storage) DeleteAccessTokenSession(context.Context, string) error {
+	return errUnsupportedFlow
+}
+
+var errUnsupportedFlow = errors.New("flow not supported by authd")
+
+// CreateRefreshTokenSession implements oauth2.RefreshTokenStorage. Refresh
+// tokens are issued by authd's own refresh grant, never through fosite's.
+func (s *Storage) CreateRefreshTokenSession(context.Context, string, string, fosite.Requester) error {
+	return errUnsupportedFlow
+}
+
+// GetRefreshTokenSession implements oauth2.RefreshTokenStorage: no refresh
+// token is known to fosite's storage (revocation then tries access tokens).
+func (s *Storage) GetRefreshTokenSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
+	return nil, fosite.ErrNotFound
+}
+
+// DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
+func (s *Storage) DeleteRefreshTokenSession(context.Context, string) error { return errUnsupportedFlow }
+
+// RotateRefreshToken implements oauth2.RefreshTokenStorage.
+func (s *Storage) RotateRefreshToken(context.Context, string, string) error {
+	return errUnsupportedFlow
+}
+
+// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage; authd
+// has no authorization endpoint.
+func (s *Storage) CreateAuthorizeCodeSession(context.Context, string, fosite.Requester) error {
+	return errUnsupportedFlow
+}
+
+// GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
+func (s *Storage) GetAuthorizeCodeSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
+	return nil, fosite.ErrNotFound
+}
+
+// InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
+func (s *Storage) InvalidateAuthorizeCodeSession(context.Context, string) error {
+	return errUnsupportedFlow
+}
+
+// claimsOf is a helper for tests and ports: the claims a session signs.
+func claimsOf(s *Session) *fjwt.JWTClaims { return s.JWTClaims }

@@ -1,0 +1,140 @@
+package oauth
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"strongroom.dev/services/authd/internal/eventstore"
+)
+
+// deviceGrants always come from the app's device and always carry a proof
+// by its key (CONTRACT.md, DPoP rules).
+var deviceGrants = []string{GrantPasscode, GrantBiometric, GrantRefreshToken}
+
+// token serves POST /oauth2/token. The order is the contract's: the DPoP
+// proof is verified, and matched to the device's registered key, before any
+// grant logic runs, so a request failing there touches no counter, no code
+// and no token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !formRequest(w, r, "resource") {
+		return
+	}
+	// Every answer carries a current nonce, so a client never needs a
+	// failed round trip to learn it (RFC 9449 §8.2).
+	w.Header().Set("DPoP-Nonce", s.Proofs.Nonces.Issue())
+	grant := r.PostForm.Get("grant_type")
+	if !slices.Contains(s.GrantTypes, grant) {
+		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "unsupported_grant_type",
+			Description: "the grant type is not supported"})
+		return
+	}
+	proof, err := s.Proofs.Check(ctx, r, s.Issuer+PathToken, true, "")
+	var pe *ProofError
+	if errors.As(err, &pe) {
+		s.writeProofError(w, pe)
+		return
+	}
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	if proof == nil && slices.Contains(deviceGrants, grant) {
+		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_dpop_proof",
+			Description: "this grant needs a DPoP proof by the device key"})
+		return
+	}
+	if deviceID := r.PostForm.Get("device_id"); deviceID != "" || slices.Contains([]string{GrantPasscode, GrantBiometric}, grant) {
+		// An unknown device and a key mismatch answer alike, so device ids
+		// cannot be probed (CONTRACT.md, DPoP rules).
+		jkt, ok, err := s.Devices.DeviceKey(ctx, deviceID)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		if !ok || proof == nil || jkt != proof.JKT {
+			writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_grant",
+				Description: "unknown device", Strongroom: "device_unknown"})
+			return
+		}
+	}
+	if r.PostForm.Has("audience") {
+		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_request",
+			Description: "use resource (RFC 8707) to select an audience"})
+		return
+	}
+	// RFC 8707 resource selects audiences; fosite checks them against the
+	// client's allowed ones as its "audience".
+	if res := r.PostForm["resource"]; len(res) > 0 {
+		r.PostForm["audience"] = res
+		r.Form["audience"] = res
+	}
+	ctx = WithProof(ctx, proof)
+
+	session := NewSession()
+	ar, err := s.Provider.NewAccessRequest(ctx, r, session)
+	if err != nil {
+		s.Provider.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	client := ar.GetClient()
+	// fosite has checked requested audiences against the client's; grant
+	// them, or with no resource named, every resource the client may
+	// address.
+	aud := ar.GetRequestedAudience()
+	if len(aud) == 0 {
+		aud = client.GetAudience()
+	}
+	for _, a := range aud {
+		ar.GrantAudience(a)
+	}
+	if grant == GrantClientCredentials {
+		// RFC 9068 §2.2: a token for the client itself has sub = client_id.
+		session.Subject = client.GetID()
+		session.JWTClaims.Subject = client.GetID()
+		for _, sc := range ar.GetRequestedScopes() {
+			ar.GrantScope(sc) // fosite already refused scopes the client lacks
+		}
+	}
+	session.JWTClaims.JTI = uuid.NewString()
+	session.SetClaim(ClaimClientID, client.GetID())
+	session.SetClaim(ClaimSID, ar.GetID())
+	if proof != nil {
+		session.BindTo(proof.JKT)
+	}
+	actor := eventstore.Actor{Kind: "client", ID: client.GetID()}
+	if session.DeviceID != "" {
+		actor = eventstore.Actor{Kind: "device", ID: session.DeviceID}
+	}
+	ctx = eventstore.WithActor(ctx, actor)
+	resp, err := s.Provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		s.Provider.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	if proof != nil {
+		resp.SetTokenType("DPoP") // RFC 9449 §5
+	} else {
+		resp.SetTokenType("Bearer")
+	}
+	s.Provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (s *Server) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	s.Log.ErrorContext(r.Context(), "oauth2 request failed", "path", r.URL.Path, "err", err)
+	writeOAuthError(w, http.StatusInternalServerError, oauthError{Error: "server_error",
+		Description: "the request could not be completed; try again"})
+}
+
+// bearerOrDPoP splits an Authorization header into scheme and token.
+func bearerOrDPoP(h string) (scheme, token string) {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok {
+		return "", ""
+	}
+	return strings.ToLower(scheme), strings.TrimSpace(token)
+}
