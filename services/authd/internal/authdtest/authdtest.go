@@ -15,8 +15,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net/http"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -26,8 +26,8 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.yaml.in/yaml/v3"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.yaml.in/yaml/v3"
 
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/devmode"
