@@ -97,6 +97,46 @@ func serverCertificate(t *testing.T) (certFile, keyFile, pin string) {
 	return certFile, keyFile, base64.StdEncoding.EncodeToString(sum[:])
 }
 
+// productionFiles writes a token-signing key directory and a clients file
+// the way a deployment mounts them.
+func productionFiles(t *testing.T) (keysDir, clientsFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	keysDir = filepath.Join(dir, "keys")
+	if err := os.Mkdir(keysDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keysDir, "2026-11.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("a-generated-256-bit-secret-for-the-back-office-0123456789"))
+	clients := `clients:
+  - client_id: back-office
+    token_endpoint_auth_method: client_secret_basic
+    client_secret_sha256: ` + base64.RawURLEncoding.EncodeToString(sum[:]) + `
+    grant_types: [client_credentials]
+    scopes: ["strongroom:admin"]
+    resources: ["https://auth.bank.test/admin"]
+  - client_id: mobile-app
+    token_endpoint_auth_method: none
+    grant_types: [refresh_token]
+    resources: ["https://api.bank.test"]
+`
+	clientsFile = filepath.Join(dir, "clients.yaml")
+	if err := os.WriteFile(clientsFile, []byte(clients), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keysDir, clientsFile
+}
+
 // authd runs one short authd command to completion.
 func authd(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -121,8 +161,10 @@ func TestProductionModeOnPostgreSQL(t *testing.T) {
 	dsn := freshDatabase(t)
 	env := cleanEnv("DATABASE_URL=" + dsn)
 	certFile, keyFile, pin := serverCertificate(t)
+	keysDir, clientsFile := productionFiles(t)
 	serveArgs := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test"}
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test",
+		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir}
 
 	// Serving an unmigrated database is refused with the command to run.
 	code, out, _ := authd(t, env, serveArgs...)
@@ -195,7 +237,15 @@ func TestProductionModeOnPostgreSQL(t *testing.T) {
 			Generation int    `json:"generation"`
 		} `json:"projections"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Projections) == 0 || st.Projections[0].Name != "devices" {
+	generation := func(name string) int {
+		for _, p := range st.Projections {
+			if p.Name == name {
+				return p.Generation
+			}
+		}
+		return 0
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || generation("devices") != 1 || generation("sessions") != 1 {
 		t.Fatalf("projections status: exit %d\n%s%s", code, out, errOut)
 	}
 	if code, out, errOut := authd(t, env, "projections", "rebuild", "devices"); code != 0 || !strings.Contains(out, `"msg":"rebuilt"`) {
@@ -205,7 +255,7 @@ func TestProductionModeOnPostgreSQL(t *testing.T) {
 		t.Fatalf("rebuild of an unknown read model: exit %d\n%s", code, out)
 	}
 	code, out, _ = authd(t, env, "projections", "status")
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Projections[0].Generation != 2 {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || generation("devices") != 2 {
 		t.Fatalf("status after rebuild: exit %d\n%s", code, out)
 	}
 	if strings.Contains(logs.text(), dsn) {

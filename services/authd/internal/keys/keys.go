@@ -9,13 +9,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,6 +20,8 @@ import (
 	"sync"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"strongroom.dev/services/dpop"
 )
 
 // Key is one token-signing key.
@@ -120,20 +119,8 @@ func Generate() (*Key, error) {
 }
 
 // Thumbprint is the RFC 7638 SHA-256 thumbprint of an EC P-256 key,
-// unpadded base64url: the hash of the canonical JWK with its required
-// members in lexicographic order.
-func Thumbprint(pub *ecdsa.PublicKey) string {
-	b64 := base64.RawURLEncoding.EncodeToString
-	canonical := `{"crv":"P-256","kty":"EC","x":"` + b64(fixed(pub.X)) + `","y":"` + b64(fixed(pub.Y)) + `"}`
-	sum := sha256.Sum256([]byte(canonical))
-	return b64(sum[:])
-}
-
-// fixed renders a P-256 coordinate as exactly 32 bytes (RFC 7518 §6.2.1.2).
-func fixed(n *big.Int) []byte {
-	b := make([]byte, 32)
-	return n.FillBytes(b)
-}
+// the kid of every published key.
+func Thumbprint(pub *ecdsa.PublicKey) string { return dpop.Thumbprint(pub) }
 
 // JWKS renders the published keys as a JSON Web Key Set (public halves
 // only), each with use "sig", alg ES256 and its thumbprint as kid.

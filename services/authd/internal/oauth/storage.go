@@ -11,7 +11,6 @@ import (
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
-	fjwt "github.com/ory/fosite/token/jwt"
 
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/eventstore"
@@ -304,6 +303,3 @@ func (s *Storage) GetAuthorizeCodeSession(context.Context, string, fosite.Sessio
 func (s *Storage) InvalidateAuthorizeCodeSession(context.Context, string) error {
 	return errUnsupportedFlow
 }
-
-// claimsOf is a helper for tests and ports: the claims a session signs.
-func claimsOf(s *Session) *fjwt.JWTClaims { return s.JWTClaims }
