@@ -109,8 +109,8 @@ var (
 )
 
 // parseObject parses a JSON object into its members, refusing duplicate
-// member names (RFC 7515 §5.2 step 4 and RFC 7519 §7.2 step 4 allow a parser
-// to refuse them; refusing is the only choice that makes every JOSE library
+// member names (RFC 7515 §4 and RFC 7519 §4 allow a parser to refuse
+// them; refusing is the only choice that makes every JOSE library
 // see the same header and claims) and anything after the closing brace. Its
 // errors never contain input bytes.
 func parseObject(data []byte) (map[string]json.RawMessage, error) {
