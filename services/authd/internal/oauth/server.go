@@ -30,8 +30,15 @@ type Server struct {
 	Now        func() time.Time
 }
 
+// Mux is where routes are registered: an *http.ServeMux, or a recorder in
+// the test that holds the routes to the OpenAPI document.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Routes registers the public and internal endpoints.
-func (s *Server) Routes(public, admin *http.ServeMux) {
+func (s *Server) Routes(public, admin Mux) {
 	public.HandleFunc("GET "+PathDiscovery, s.discovery)
 	public.HandleFunc("GET "+PathJWKS, s.jwks)
 	public.HandleFunc("POST "+PathToken, s.token)

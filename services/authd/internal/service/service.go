@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -222,7 +221,7 @@ func (a *App) ReadinessChecks() map[string]func(context.Context) error {
 }
 
 // Routes adds the app's handlers to the public and internal muxes.
-func (a *App) Routes(public, admin *http.ServeMux) {
+func (a *App) Routes(public, admin oauth.Mux) {
 	a.OAuth.Routes(public, admin)
 	a.Admin.Routes(admin)
 }

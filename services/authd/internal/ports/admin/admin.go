@@ -31,7 +31,7 @@ type API struct {
 }
 
 // Routes registers the /admin/v1 endpoints on the internal mux.
-func (a *API) Routes(admin *http.ServeMux) {
+func (a *API) Routes(admin oauth.Mux) {
 	admin.Handle("POST /admin/v1/sessions/{sid}/revoke", a.authenticated(a.revokeSession))
 	admin.Handle("GET /admin/v1/users/{user_id}/events", a.authenticated(a.userEvents))
 }

@@ -53,6 +53,12 @@ type Options struct {
 	ReadinessTimeout time.Duration
 }
 
+// The routes the internal listener always serves.
+const (
+	RouteHealthz = "GET /healthz"
+	RouteReadyz  = "GET /readyz"
+)
+
 // Server is the pair of listeners.
 type Server struct {
 	public, admin *listener
@@ -98,8 +104,8 @@ func New(o Options) (*Server, error) {
 	}
 	s.public = s.newListener("public", o.PublicAddr, tlsConf, o)
 	s.admin = s.newListener("admin", o.AdminAddr, tlsConf, o)
-	s.admin.mux.HandleFunc("GET /healthz", healthz)
-	s.admin.mux.Handle("GET /readyz", s.readiness)
+	s.admin.mux.HandleFunc(RouteHealthz, healthz)
+	s.admin.mux.Handle(RouteReadyz, s.readiness)
 	return s, nil
 }
 
