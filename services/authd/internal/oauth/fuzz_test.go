@@ -25,6 +25,7 @@ func FuzzTokenRequest(f *testing.F) {
 	f.Add("%zz=1&&=&grant_type", "application/x-www-form-urlencoded", "Basic !!!", "")
 	f.Add(`{"grant_type":"client_credentials"}`, "application/json", good, "")
 	f.Add("token=abc&token_type_hint=access_token", "application/x-www-form-urlencoded", good, "")
+	f.Add("grant_type=client_credentials&client_id=back-office&client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer&client_assertion=eyJhbGciOiJub25lIn0.e30.", "application/x-www-form-urlencoded", "", "")
 	f.Fuzz(func(t *testing.T, body, ctype, auth, proof string) {
 		for _, path := range []string{"/oauth2/token", "/oauth2/revoke"} {
 			req := httptest.NewRequest(http.MethodPost, s.PublicURL+path, strings.NewReader(body))

@@ -1,8 +1,12 @@
 package oauth
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/ory/fosite"
@@ -65,5 +69,25 @@ func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.O
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
+	f, ok := provider.(*fosite.Fosite)
+	if !ok {
+		return nil, nil, fmt.Errorf("fosite provider is %T", provider)
+	}
+	conf.ClientAuthenticationStrategy = func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		c, err := f.DefaultClientAuthenticationStrategy(ctx, r, form)
+		return c, clientAuthError(err)
+	}
 	return provider, conf, nil
+}
+
+// clientAuthError keeps every failed client authentication a 4xx. fosite
+// passes some assertion validation errors through raw (an expired
+// client_assertion surfaces as a bare JWT error), which its error writer
+// would answer 500. Storage failures stay server errors.
+func clientAuthError(err error) error {
+	var rfc *fosite.RFC6749Error
+	if err == nil || errors.As(err, &rfc) || errors.Is(err, errStorage) {
+		return err
+	}
+	return fosite.ErrInvalidClient.WithHint("The client could not be authenticated.").WithWrap(err)
 }

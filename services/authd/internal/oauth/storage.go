@@ -64,11 +64,17 @@ func (s *Storage) GetClient(_ context.Context, id string) (fosite.Client, error)
 
 const assertionScope = "client_assertion"
 
+// errStorage marks failures of the storage itself (the database), which
+// must stay server errors however fosite reports them.
+var errStorage = errors.New("storage failure")
+
+func storageErr(err error) error { return fmt.Errorf("%w: %w", errStorage, err) }
+
 // ClientAssertionJWTValid implements fosite.ClientManager.
 func (s *Storage) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 	seen, err := s.Replay.Seen(ctx, assertionScope, jti)
 	if err != nil {
-		return err
+		return storageErr(err)
 	}
 	if seen {
 		return fosite.ErrJTIKnown
@@ -81,7 +87,7 @@ func (s *Storage) ClientAssertionJWTValid(ctx context.Context, jti string) error
 func (s *Storage) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	fresh, err := s.Replay.Remember(ctx, assertionScope, jti, exp)
 	if err != nil {
-		return err
+		return storageErr(err)
 	}
 	if !fresh {
 		return fosite.ErrJTIKnown
