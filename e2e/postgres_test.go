@@ -97,6 +97,9 @@ func serverCertificate(t *testing.T) (certFile, keyFile, pin string) {
 	return certFile, keyFile, base64.StdEncoding.EncodeToString(sum[:])
 }
 
+// backOfficeSecret is the back-office client's secret in productionFiles.
+const backOfficeSecret = "a-generated-256-bit-secret-for-the-back-office-0123456789"
+
 // productionFiles writes a token-signing key directory and a clients file
 // the way a deployment mounts them.
 func productionFiles(t *testing.T) (keysDir, clientsFile string) {
@@ -117,7 +120,7 @@ func productionFiles(t *testing.T) (keysDir, clientsFile string) {
 	if err := os.WriteFile(filepath.Join(keysDir, "2026-11.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256([]byte("a-generated-256-bit-secret-for-the-back-office-0123456789"))
+	sum := sha256.Sum256([]byte(backOfficeSecret))
 	clients := `clients:
   - client_id: back-office
     token_endpoint_auth_method: client_secret_basic
@@ -135,6 +138,46 @@ func productionFiles(t *testing.T) (keysDir, clientsFile string) {
 		t.Fatal(err)
 	}
 	return keysDir, clientsFile
+}
+
+// process is a running authd serve.
+type process struct {
+	cmd           *exec.Cmd
+	logs          *logLines
+	exited        chan error
+	public, admin string
+}
+
+// startAuthd starts authd serve and waits until it has started.
+func startAuthd(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(authdBin, args...)
+	cmd.Env = env
+	stdout, stdoutW := io.Pipe()
+	cmd.Stdout, cmd.Stderr = stdoutW, &syncBuffer{}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, exited: make(chan error, 1), logs: readLogs(t, stdout)}
+	go func() {
+		err := cmd.Wait()
+		stdoutW.Close()
+		p.exited <- err
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	addr := func(listener string) string {
+		m := p.logs.wait(t, listener+" listening", func(m map[string]any) bool {
+			return m["msg"] == "listening" && m["listener"] == listener
+		})
+		return m["addr"].(string)
+	}
+	p.public, p.admin = addr("public"), addr("admin")
+	p.logs.wait(t, "started", func(m map[string]any) bool { return m["msg"] == "authd started" })
+	return p
 }
 
 // authd runs one short authd command to completion.
@@ -178,29 +221,9 @@ func TestProductionModeOnPostgreSQL(t *testing.T) {
 		t.Fatalf("second migrate: exit %d\n%s%s", code, out, errOut)
 	}
 
-	cmd := exec.Command(authdBin, serveArgs...)
-	cmd.Env = env
-	stdout, stdoutW := io.Pipe()
-	cmd.Stdout, cmd.Stderr = stdoutW, &syncBuffer{}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	logs := readLogs(t, stdout)
-	go func() {
-		err := cmd.Wait()
-		stdoutW.Close()
-		exited <- err
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
-	adminLine := logs.wait(t, "admin listening", func(m map[string]any) bool {
-		return m["msg"] == "listening" && m["listener"] == "admin"
-	})
-	logs.wait(t, "started", func(m map[string]any) bool { return m["msg"] == "authd started" })
+	proc := startAuthd(t, env, serveArgs...)
+	logs, exited, cmd := proc.logs, proc.exited, proc.cmd
+	adminLine := map[string]any{"addr": proc.admin}
 	client := pinnedClient(pin)
 	defer client.CloseIdleConnections()
 
