@@ -62,6 +62,10 @@ func TestRevokingASessionDeactivatesAllItsTokens(t *testing.T) {
 	if r.Status != 401 {
 		t.Fatalf("back office with a revoked token: %d", r.Status)
 	}
+	// The app (a public client) revokes only with a DPoP proof.
+	if r := s.Form(t, revokeURL, nil, url.Values{"token": {"anything"}, "client_id": {"mobile-app"}}); r.Status != 400 || r.JSON(t)["error"] != "invalid_dpop_proof" {
+		t.Fatalf("public client without proof: %d %s", r.Status, r.Body)
+	}
 	// Revoking again, or an unknown token, is fine (RFC 7009 §2.2).
 	h.Set("DPoP", d.Proof(t, "POST", revokeURL, "", ""))
 	if r := s.Form(t, revokeURL, h, form); r.Status != 200 {
