@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -97,12 +98,13 @@ func serverCertificate(t *testing.T) (certFile, keyFile, pin string) {
 	return certFile, keyFile, base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// backOfficeSecret is the back-office client's secret in productionFiles.
+// backOfficeSecret is the back-office client's secret in productionFilesAll.
 const backOfficeSecret = "a-generated-256-bit-secret-for-the-back-office-0123456789"
 
-// productionFiles writes a token-signing key directory and a clients file
-// the way a deployment mounts them.
-func productionFiles(t *testing.T) (keysDir, clientsFile string) {
+// productionFilesAll writes what a deployment mounts: a token-signing key
+// directory, a clients file, a sealing key directory (one X-Wing key, in
+// the file format authd documents) and a peppers directory.
+func productionFilesAll(t *testing.T) (keysDir, clientsFile, sealingDir, peppersDir string) {
 	t.Helper()
 	dir := t.TempDir()
 	keysDir = filepath.Join(dir, "keys")
@@ -137,7 +139,31 @@ func productionFiles(t *testing.T) (keysDir, clientsFile string) {
 	if err := os.WriteFile(clientsFile, []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return keysDir, clientsFile
+	sealingDir, peppersDir = filepath.Join(dir, "sealing"), filepath.Join(dir, "peppers")
+	for _, d := range []string{sealingDir, peppersDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sk, err := hpke.MLKEM768X25519().GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := sk.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := `{"kem_id": 25722, "private_key": "` + base64.RawURLEncoding.EncodeToString(seed) + `", "not_after": "` +
+		time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339) + `"}`
+	if err := os.WriteFile(filepath.Join(sealingDir, "2026-11.json"), []byte(keyFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pepper := make([]byte, 32)
+	_, _ = rand.Read(pepper)
+	if err := os.WriteFile(filepath.Join(peppersDir, "p1"), pepper, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keysDir, clientsFile, sealingDir, peppersDir
 }
 
 // process is a running authd serve.
@@ -204,10 +230,11 @@ func TestProductionModeOnPostgreSQL(t *testing.T) {
 	dsn := freshDatabase(t)
 	env := cleanEnv("DATABASE_URL=" + dsn)
 	certFile, keyFile, pin := serverCertificate(t)
-	keysDir, clientsFile := productionFiles(t)
+	keysDir, clientsFile, sealingDir, peppersDir := productionFilesAll(t)
 	serveArgs := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test",
-		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir}
+		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir,
+		"--sealing-keys-dir", sealingDir, "--peppers-dir", peppersDir}
 
 	// Serving an unmigrated database is refused with the command to run.
 	code, out, _ := authd(t, env, serveArgs...)

@@ -144,9 +144,10 @@ func TestNewRegistryRefusesBrokenSchemas(t *testing.T) {
 func TestContractTypes(t *testing.T) {
 	want := []string{
 		"activation.consumed", "activation.issued", "device.biometric_key_enrolled",
-		"device.biometric_key_removed", "device.enrolled", "device.locked", "device.passcode_failed",
-		"device.passcode_set", "device.revoked", "device.unlocked", "session.expired",
-		"session.refresh_reuse_detected", "session.refreshed", "session.revoked", "session.started",
+		"device.biometric_key_removed", "device.enrolled", "device.locked", "device.passcode_attempted",
+		"device.passcode_failed", "device.passcode_set", "device.passcode_verified", "device.revoked",
+		"device.unlocked", "session.expired", "session.refresh_reuse_detected", "session.refreshed",
+		"session.revoked", "session.started", "user.device_added", "user.device_removed",
 	}
 	got := Default.Types()
 	if strings.Join(got, ",") != strings.Join(want, ",") {

@@ -7,6 +7,9 @@ const (
 	StreamDevice     = "device"
 	StreamSession    = "session"
 	StreamActivation = "activation"
+	// StreamUser holds what must be decided per user with optimistic
+	// concurrency (how many devices a user has).
+	StreamUser = "user"
 )
 
 // Event type names (CONTRACT.md, Events). They are stable forever: a new
@@ -16,6 +19,8 @@ const (
 	ActivationConsumed         = "activation.consumed"
 	DeviceEnrolled             = "device.enrolled"
 	DevicePasscodeSet          = "device.passcode_set"
+	DevicePasscodeAttempted    = "device.passcode_attempted"
+	DevicePasscodeVerified     = "device.passcode_verified"
 	DevicePasscodeFailed       = "device.passcode_failed"
 	DeviceLocked               = "device.locked"
 	DeviceUnlocked             = "device.unlocked"
@@ -27,6 +32,8 @@ const (
 	SessionRefreshReuse        = "session.refresh_reuse_detected"
 	SessionRevoked             = "session.revoked"
 	SessionExpired             = "session.expired"
+	UserDeviceAdded            = "user.device_added"
+	UserDeviceRemoved          = "user.device_removed"
 )
 
 // Payloads never hold a secret: codes, passcodes and refresh tokens appear
@@ -70,6 +77,19 @@ type DeviceEnrolledV1 struct {
 type DevicePasscodeSetV1 struct {
 	PepperID     string `json:"pepper_id"`
 	ActivationID string `json:"activation_id,omitempty"` // set for a reset
+}
+
+// DevicePasscodeAttemptedV1 counts a passcode attempt before its hash is
+// computed (CONTRACT.md, Passcode attempts): an attempt that never resolves
+// (a crash mid-hash) counts as a failure.
+type DevicePasscodeAttemptedV1 struct {
+	Attempt int `json:"attempt"`
+}
+
+// DevicePasscodeVerifiedV1 records a correct passcode; it sets the count
+// of consecutive failures back to zero.
+type DevicePasscodeVerifiedV1 struct {
+	Attempt int `json:"attempt"`
 }
 
 // DevicePasscodeFailedV1 records one counted wrong passcode.
@@ -159,12 +179,26 @@ type SessionExpiredV1 struct {
 	Reason string `json:"reason"` // "idle" or "absolute"
 }
 
+// UserDeviceAddedV1 records a device joining its user's devices; the user
+// stream's version makes "at most N devices" exact under concurrency.
+type UserDeviceAddedV1 struct {
+	DeviceID string `json:"device_id"`
+}
+
+// UserDeviceRemovedV1 records a device leaving its user's devices.
+type UserDeviceRemovedV1 struct {
+	DeviceID string `json:"device_id"`
+	Reason   string `json:"reason"`
+}
+
 // Default is the registry of every event type in CONTRACT.md.
 var Default = MustRegistry(
 	Schema{Type: ActivationIssued, Version: 1, Payload: ActivationIssuedV1{}},
 	Schema{Type: ActivationConsumed, Version: 1, Payload: ActivationConsumedV1{}},
 	Schema{Type: DeviceEnrolled, Version: 1, Payload: DeviceEnrolledV1{}},
 	Schema{Type: DevicePasscodeSet, Version: 1, Payload: DevicePasscodeSetV1{}},
+	Schema{Type: DevicePasscodeAttempted, Version: 1, Payload: DevicePasscodeAttemptedV1{}},
+	Schema{Type: DevicePasscodeVerified, Version: 1, Payload: DevicePasscodeVerifiedV1{}},
 	Schema{Type: DevicePasscodeFailed, Version: 1, Payload: DevicePasscodeFailedV1{}},
 	Schema{Type: DeviceLocked, Version: 1, Payload: DeviceLockedV1{}},
 	Schema{Type: DeviceUnlocked, Version: 1, Payload: DeviceUnlockedV1{}},
@@ -176,4 +210,6 @@ var Default = MustRegistry(
 	Schema{Type: SessionRefreshReuse, Version: 1, Payload: SessionRefreshReuseDetectedV1{}},
 	Schema{Type: SessionRevoked, Version: 1, Payload: SessionRevokedV1{}},
 	Schema{Type: SessionExpired, Version: 1, Payload: SessionExpiredV1{}},
+	Schema{Type: UserDeviceAdded, Version: 1, Payload: UserDeviceAddedV1{}},
+	Schema{Type: UserDeviceRemoved, Version: 1, Payload: UserDeviceRemovedV1{}},
 )

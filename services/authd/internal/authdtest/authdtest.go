@@ -83,6 +83,9 @@ type Options struct {
 	// dev clients (the back-office secret is then AdminSecret's hash only
 	// if listed).
 	Clients []oauth.ClientConfig
+	// PasscodeBackoff replaces the 30 s wait after 3 failures (tests must
+	// not sleep for minutes).
+	PasscodeBackoff time.Duration
 }
 
 // Start runs authd until the test ends.
@@ -115,6 +118,7 @@ func Start(t testing.TB, o Options) *Server {
 	if o.Issuer != "" {
 		cfg.Issuer = o.Issuer
 	}
+	cfg.PasscodeBackoff = o.PasscodeBackoff
 	if o.Clients != nil {
 		raw, err := yaml.Marshal(oauth.ClientsFile{Clients: o.Clients})
 		if err != nil {
@@ -266,4 +270,17 @@ func (s *Server) AdminToken(t testing.TB, d *Device) (token string, resp map[str
 	}
 	m := r.JSON(t)
 	return m["access_token"].(string), m
+}
+
+// ActivationCode has the back office issue a code for a user.
+func (s *Server) ActivationCode(t testing.TB, userID, purpose string) string {
+	t.Helper()
+	token, _ := s.AdminToken(t, nil)
+	body, _ := json.Marshal(map[string]string{"user_id": userID, "purpose": purpose, "operator": "Olivia Operator"})
+	r := s.Do(t, http.MethodPost, s.AdminURL+"/admin/v1/activations",
+		http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}, string(body))
+	if r.Status != http.StatusCreated {
+		t.Fatalf("issue activation code: %d %s", r.Status, r.Body)
+	}
+	return r.JSON(t)["code"].(string)
 }

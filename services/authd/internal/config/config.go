@@ -63,6 +63,16 @@ type Config struct {
 	ActiveSigningKey string
 	// AccessTokenLifetime is how long access tokens live.
 	AccessTokenLifetime time.Duration
+	// SealingKeysDir holds the HPKE sealing keys; dev mode generates one.
+	SealingKeysDir string
+	// PeppersDir holds the passcode peppers; CurrentPepper names the one
+	// new verifiers use. Dev mode generates one.
+	PeppersDir    string
+	CurrentPepper string
+	// PasscodeBackoff is the wait after the 3rd consecutive failure.
+	PasscodeBackoff time.Duration
+	// MaxDevices is the most devices a user may have.
+	MaxDevices int
 	// DevAdminSecret is the client secret of the dev back-office client. It
 	// is read only from the environment, never from a flag, because flags are
 	// visible to every user through ps. When empty, dev mode generates one.

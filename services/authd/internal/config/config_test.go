@@ -31,6 +31,8 @@ var prod = []string{
 	"STRONGROOM_ADMIN_URL", "https://authd-internal.strongroom.svc:8444",
 	"STRONGROOM_CLIENTS_FILE", "/config/clients.yaml",
 	"STRONGROOM_SIGNING_KEYS_DIR", "/keys/token-signing",
+	"STRONGROOM_SEALING_KEYS_DIR", "/keys/sealing",
+	"STRONGROOM_PEPPERS_DIR", "/keys/peppers",
 	"HOME", "/home/authd",
 }
 
@@ -54,6 +56,7 @@ func TestLoad(t *testing.T) {
 					Listen: "127.0.0.1:8443", AdminListen: "127.0.0.1:8444", Dev: true,
 					Issuer: "https://127.0.0.1:8443", AdminURL: "https://127.0.0.1:8444", LogLevel: slog.LevelInfo,
 					ShutdownTimeout: 20 * time.Second, AccessTokenLifetime: 5 * time.Minute,
+					PasscodeBackoff: 30 * time.Second, MaxDevices: 5,
 					DevStateDir: "/home/dev/.config/strongroom",
 				}
 				if c != want {

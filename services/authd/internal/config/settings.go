@@ -143,6 +143,50 @@ var settings = []setting{
 		},
 	},
 	{
+		Name: "SealingKeysDir", Flag: "sealing-keys-dir", Env: "STRONGROOM_SEALING_KEYS_DIR",
+		DefaultDoc: "none; required outside dev mode (dev: an X-Wing key generated at start)",
+		Meaning:    "directory of HPKE sealing keys (*.json); X-Wing by default, X25519 keys allowed for old clients",
+		apply:      func(c *Config, raw string) error { c.SealingKeysDir = raw; return nil },
+	},
+	{
+		Name: "PeppersDir", Flag: "peppers-dir", Env: "STRONGROOM_PEPPERS_DIR",
+		DefaultDoc: "none; required outside dev mode (dev: generated at start)",
+		Meaning:    "directory of passcode peppers: one file per pepper, named by its pepper_id, holding ≥ 32 random bytes",
+		apply:      func(c *Config, raw string) error { c.PeppersDir = raw; return nil },
+	},
+	{
+		Name: "CurrentPepper", Flag: "current-pepper", Env: "STRONGROOM_CURRENT_PEPPER",
+		DefaultDoc: "the only pepper, when there is one",
+		Meaning:    "pepper_id of the pepper new passcode verifiers are made with",
+		apply:      func(c *Config, raw string) error { c.CurrentPepper = raw; return nil },
+	},
+	{
+		Name: "PasscodeBackoff", Flag: "passcode-backoff", Env: "STRONGROOM_PASSCODE_BACKOFF", Default: "30s",
+		DefaultDoc: "`30s`",
+		Meaning:    "wait after the 3rd consecutive wrong passcode; it doubles with each further failure",
+		apply: func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d < time.Millisecond || d > time.Hour {
+				return errors.New("want a duration from 1ms to 1h")
+			}
+			c.PasscodeBackoff = d
+			return nil
+		},
+	},
+	{
+		Name: "MaxDevices", Flag: "max-devices", Env: "STRONGROOM_MAX_DEVICES", Default: "5",
+		DefaultDoc: "`5`",
+		Meaning:    "most devices one user may have enrolled",
+		apply: func(c *Config, raw string) error {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > 50 {
+				return errors.New("want 1 to 50")
+			}
+			c.MaxDevices = n
+			return nil
+		},
+	},
+	{
 		Name: "DevAdminSecret", Env: "STRONGROOM_DEV_ADMIN_SECRET", secret: true,
 		DefaultDoc: "generated, written to a 0600 file in DevStateDir",
 		Meaning:    "dev mode only: client secret of the `back-office` client (environment only: flags show in ps)",

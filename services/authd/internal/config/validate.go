@@ -58,6 +58,12 @@ func (c *Config) validate() error {
 		if c.SigningKeysDir == "" {
 			errs = append(errs, errors.New("--signing-keys-dir (STRONGROOM_SIGNING_KEYS_DIR) is required outside dev mode"))
 		}
+		if c.SealingKeysDir == "" {
+			errs = append(errs, errors.New("--sealing-keys-dir (STRONGROOM_SEALING_KEYS_DIR) is required outside dev mode"))
+		}
+		if c.PeppersDir == "" {
+			errs = append(errs, errors.New("--peppers-dir (STRONGROOM_PEPPERS_DIR) is required outside dev mode"))
+		}
 		if c.DevAdminSecret != "" {
 			errs = append(errs, errors.New("STRONGROOM_DEV_ADMIN_SECRET is set but --dev is not: refusing to run a production server with a dev secret in its environment"))
 		}

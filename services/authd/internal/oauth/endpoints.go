@@ -107,6 +107,12 @@ func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, keys.JWKS(s.Keys))
 }
 
+// sealingKeys serves the HPKE public keys apps seal passcodes to.
+func (s *Server) sealingKeys(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, s.Sealing.Document())
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

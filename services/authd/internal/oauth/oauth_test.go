@@ -117,7 +117,7 @@ func TestWrongCredentialsAndRequests(t *testing.T) {
 		{"repeated parameter", basic("back-office", s.AdminSecret), "grant_type=client_credentials&grant_type=client_credentials", "", 400, "invalid_request"},
 		{"json body", basic("back-office", s.AdminSecret), `{"grant_type":"client_credentials"}`, "application/json", 400, "invalid_request"},
 		{"no content type", basic("back-office", s.AdminSecret), cc.Encode(), "-", 400, "invalid_request"},
-		{"passcode without proof", nil, "grant_type=urn:strongroom:params:oauth:grant-type:passcode&client_id=mobile-app", "", 400, "unsupported_grant_type"},
+		{"passcode without proof", nil, "grant_type=urn:strongroom:params:oauth:grant-type:passcode&client_id=mobile-app", "", 400, "invalid_dpop_proof"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ const (
 	PathIntrospect    = "/oauth2/introspect"
 	PathDiscovery     = "/.well-known/oauth-authorization-server"
 	PathJWKS          = "/.well-known/jwks.json"
+	PathSealingKeys   = "/.well-known/sealing-keys.json"
 	DefaultAccessLife = 5 * time.Minute
 )
 
@@ -36,7 +37,7 @@ type ProviderConfig struct {
 // storage and the kid-aware JWT signer. (compose.ComposeAllEnabled would
 // demand storage for flows authd does not have.) The device grants are
 // added to the returned config's token handlers by later issues.
-func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.OAuth2Provider, *fosite.Config, error) {
+func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.OAuth2Provider, *fosite.Config, *oauth2.HandleHelper, error) {
 	if cfg.AccessTokenLifetime == 0 {
 		cfg.AccessTokenLifetime = DefaultAccessLife
 	}
@@ -45,7 +46,7 @@ func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.O
 	// secret is random per process.
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
-		return nil, nil, fmt.Errorf("fosite secret: %w", err)
+		return nil, nil, nil, fmt.Errorf("fosite secret: %w", err)
 	}
 	conf := &fosite.Config{
 		AccessTokenLifespan:        cfg.AccessTokenLifetime,
@@ -71,13 +72,16 @@ func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.O
 	)
 	f, ok := provider.(*fosite.Fosite)
 	if !ok {
-		return nil, nil, fmt.Errorf("fosite provider is %T", provider)
+		return nil, nil, nil, fmt.Errorf("fosite provider is %T", provider)
 	}
 	conf.ClientAuthenticationStrategy = func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		c, err := f.DefaultClientAuthenticationStrategy(ctx, r, form)
 		return c, clientAuthError(err)
 	}
-	return provider, conf, nil
+	// The helper issues access tokens for authd's own grants exactly as
+	// fosite's handlers do: same strategy, same storage.
+	helper := &oauth2.HandleHelper{AccessTokenStrategy: strategy, AccessTokenStorage: storage, Config: conf}
+	return provider, conf, helper, nil
 }
 
 // clientAuthError keeps every failed client authentication a 4xx. fosite

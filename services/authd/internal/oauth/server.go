@@ -11,6 +11,7 @@ import (
 	"github.com/ory/fosite"
 
 	"strongroom.dev/services/authd/internal/keys"
+	"strongroom.dev/services/authd/internal/sealing"
 )
 
 // Server is authd's OAuth2 HTTP surface.
@@ -26,8 +27,10 @@ type Server struct {
 	AdminURL string
 	// GrantTypes are the grant types the token endpoint serves.
 	GrantTypes []string
-	Log        *slog.Logger
-	Now        func() time.Time
+	// Sealing holds the keys apps seal passcodes to.
+	Sealing *sealing.Ring
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Mux is where routes are registered: an *http.ServeMux, or a recorder in
@@ -41,6 +44,7 @@ type Mux interface {
 func (s *Server) Routes(public, admin Mux) {
 	public.HandleFunc("GET "+PathDiscovery, s.discovery)
 	public.HandleFunc("GET "+PathJWKS, s.jwks)
+	public.HandleFunc("GET "+PathSealingKeys, s.sealingKeys)
 	public.HandleFunc("POST "+PathToken, s.token)
 	public.HandleFunc("POST "+PathRevoke, s.revoke)
 	admin.HandleFunc("POST "+PathIntrospect, s.introspect)

@@ -1,14 +1,20 @@
 package oauth
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/ory/fosite"
 
+	"strongroom.dev/services/authd/internal/app"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/sealing"
 )
 
 // deviceGrants always come from the app's device and always carry a proof
@@ -62,6 +68,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if deviceID := r.PostForm.Get("device_id"); deviceID != "" {
+		ctx = eventstore.WithActor(ctx, eventstore.Actor{Kind: "device", ID: deviceID})
+	}
+	var sealTo *sealing.ClientKey
+	if raw := r.PostForm.Get("response_sealing_key"); raw != "" {
+		// Checked before any grant logic, so a bad key changes nothing.
+		k, err := sealing.ParseClientKey(raw)
+		if err != nil || proof == nil {
+			writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_request",
+				Description: "response_sealing_key must be a valid one-time key, sent with a DPoP proof"})
+			return
+		}
+		sealTo = k
+	}
 	if r.PostForm.Has("audience") {
 		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_request",
 			Description: "use resource (RFC 8707) to select an audience"})
@@ -77,8 +97,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 
 	session := NewSession()
 	ar, err := s.Provider.NewAccessRequest(ctx, r, session)
+	var refusal *app.Error
+	if errors.As(err, &refusal) {
+		writeRefusal(w, refusal)
+		return
+	}
 	if err != nil {
-		s.Provider.WriteAccessError(ctx, w, ar, err)
+		s.accessError(w, r, ar, err)
 		return
 	}
 	client := ar.GetClient()
@@ -106,14 +131,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if proof != nil {
 		session.BindTo(proof.JKT)
 	}
-	actor := eventstore.Actor{Kind: "client", ID: client.GetID()}
-	if session.DeviceID != "" {
-		actor = eventstore.Actor{Kind: "device", ID: session.DeviceID}
+	if session.DeviceID == "" {
+		ctx = eventstore.WithActor(ctx, eventstore.Actor{Kind: "client", ID: client.GetID()})
 	}
-	ctx = eventstore.WithActor(ctx, actor)
 	resp, err := s.Provider.NewAccessResponse(ctx, ar)
 	if err != nil {
-		s.Provider.WriteAccessError(ctx, w, ar, err)
+		s.accessError(w, r, ar, err)
 		return
 	}
 	if proof != nil {
@@ -121,7 +144,58 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	} else {
 		resp.SetTokenType("Bearer")
 	}
+	if sealTo != nil {
+		s.writeSealed(w, r, sealTo, proof.JTI, resp.ToMap())
+		return
+	}
 	s.Provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// writeSealed answers with the token response sealed to the client's
+// one-time key (CONTRACT.md, Sealing): aad is the request's DPoP jti.
+func (s *Server) writeSealed(w http.ResponseWriter, r *http.Request, key *sealing.ClientKey, jti string, body map[string]any) {
+	plain, err := json.Marshal(body)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	sealed, err := sealing.SealTo(key, []byte(sealing.InfoTokenResponse), []byte(jti), plain)
+	clear(plain)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	_ = json.NewEncoder(w).Encode(map[string]string{"sealed": sealed})
+}
+
+// writeRefusal renders a use case's refusal as RFC 6749 JSON with the
+// contract's strongroom_error (and attempts_remaining, Retry-After).
+func writeRefusal(w http.ResponseWriter, e *app.Error) {
+	body := map[string]any{"error": e.OAuth, "error_description": e.Detail, "strongroom_error": e.Code}
+	if e.AttemptsRemaining != nil {
+		body["attempts_remaining"] = *e.AttemptsRemaining
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// accessError answers a fosite failure; one fosite cannot classify is a
+// server error, logged here (fosite would answer it without a trace).
+func (s *Server) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	var rfc *fosite.RFC6749Error
+	if !errors.As(err, &rfc) {
+		s.serverError(w, r, err)
+		return
+	}
+	s.Provider.WriteAccessError(r.Context(), w, ar, err)
 }
 
 func (s *Server) serverError(w http.ResponseWriter, r *http.Request, err error) {

@@ -4,14 +4,26 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/ory/fosite"
 
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/adapters/pgstore"
+	"strongroom.dev/services/authd/internal/app"
 	"strongroom.dev/services/authd/internal/config"
+	"strongroom.dev/services/authd/internal/domain/activation"
+	"strongroom.dev/services/authd/internal/domain/device"
 	"strongroom.dev/services/authd/internal/keys"
 	"strongroom.dev/services/authd/internal/oauth"
+	"strongroom.dev/services/authd/internal/passcode"
 	"strongroom.dev/services/authd/internal/ports/admin"
+	"strongroom.dev/services/authd/internal/ports/selfservice"
+	"strongroom.dev/services/authd/internal/ratelimit"
+	"strongroom.dev/services/authd/internal/sealing"
 )
 
 // oneTimeStore is the replica-wide memory of one-time values.
@@ -28,7 +40,7 @@ const (
 
 // servedGrants are the grant types the token endpoint serves today; the
 // device grants join as they land.
-var servedGrants = []string{oauth.GrantClientCredentials}
+var servedGrants = []string{oauth.GrantClientCredentials, oauth.GrantPasscode}
 
 // setupOAuth wires the OAuth2 server: signing keys, clients, fosite over
 // the event-sourced storage, DPoP nonces and replay memory, the back office.
@@ -56,18 +68,140 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	}
 	storage := &oauth.Storage{Clients: clients, Events: a.Store, Models: a.ReadModels, Replay: a.onetime, Now: time.Now}
 	signer := &oauth.Signer{Keys: src}
-	provider, _, err := oauth.NewProvider(oauth.ProviderConfig{Issuer: cfg.Issuer, AccessTokenLifetime: cfg.AccessTokenLifetime}, storage, signer)
+	provider, fconf, helper, err := oauth.NewProvider(oauth.ProviderConfig{Issuer: cfg.Issuer, AccessTokenLifetime: cfg.AccessTokenLifetime}, storage, signer)
 	if err != nil {
 		return err
 	}
+	devices, err := a.setupDevices(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fconf.TokenEndpointHandlers.Append(&oauth.PasscodeGrant{
+		SignIn: devices.PasscodeSignIn, Helper: helper, Scopes: fosite.ExactScopeStrategy,
+		AccessLifetime: cfg.AccessTokenLifetime, SessionLifetime: SessionLifetime, Now: time.Now,
+	})
 	a.OAuth = &oauth.Server{
 		Provider: provider, Storage: storage, Signer: signer, Keys: src,
 		Proofs:  &oauth.ProofChecker{Nonces: nonces, Replay: a.onetime, Now: time.Now},
 		Devices: oauth.StreamDeviceKeys{Events: a.Store, Registry: events.Default},
 		Issuer:  cfg.Issuer, AdminURL: cfg.AdminURL, GrantTypes: servedGrants, Log: a.log, Now: time.Now,
+		Sealing: devices.Sealing,
 	}
-	a.Admin = &admin.API{OAuth: a.OAuth, Events: a.Store, Log: a.log}
+	a.Devices = devices
+	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
+	a.SelfService = &selfservice.API{OAuth: a.OAuth, App: devices, Models: a.ReadModels, Log: a.log, Now: time.Now,
+		// Activation codes: 1 attempt per second per address (burst 5), 50
+		// per second in all, per replica.
+		Codes: ratelimit.New(1, 5, 50, 100)}
 	return nil
+}
+
+// SessionLifetime is a session's absolute lifetime (CONTRACT.md: 12 h).
+const SessionLifetime = 12 * time.Hour
+
+// setupDevices wires the device use cases: activation codes (HMAC key
+// shared through the database), sealing keys, Argon2id with peppers.
+func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service, error) {
+	codeKey := make([]byte, 32)
+	var err error
+	if a.pool != nil {
+		if codeKey, err = pgstore.ServerSecret(ctx, a.pool, "activation_hmac"); err != nil {
+			return nil, err
+		}
+	} else if _, err := rand.Read(codeKey); err != nil {
+		return nil, err
+	}
+	codes, err := activation.NewCodes("s1", codeKey)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := sealingKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	peppers, err := loadPeppers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := passcode.NewHasher(passcode.Options{Params: passcode.DefaultParams, Peppers: peppers})
+	if err != nil {
+		return nil, err
+	}
+	policy := device.DefaultPolicy
+	if cfg.PasscodeBackoff > 0 {
+		policy.BaseWait = cfg.PasscodeBackoff
+	}
+	maxDevices := cfg.MaxDevices
+	if maxDevices == 0 {
+		maxDevices = 5
+	}
+	secrets, ok := a.Store.(app.SecretStore)
+	if !ok {
+		return nil, fmt.Errorf("event store %T cannot store credentials", a.Store)
+	}
+	a.Hasher = hasher
+	return &app.Service{
+		Events: a.Store, Secrets: secrets, Registry: events.Default, Models: a.ReadModels, Codes: codes,
+		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
+		MaxDevices: maxDevices, ActivationTTL: 24 * time.Hour, Now: time.Now,
+	}, nil
+}
+
+func sealingKeys(cfg config.Config) (*sealing.Ring, error) {
+	if cfg.SealingKeysDir != "" {
+		return sealing.LoadDir(cfg.SealingKeysDir)
+	}
+	if !cfg.Dev {
+		return nil, fmt.Errorf("sealing keys: --sealing-keys-dir is required outside dev mode")
+	}
+	k, err := sealing.Generate(sealing.KEMXWing, time.Now().Add(30*24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	return sealing.NewRing(k)
+}
+
+// loadPeppers reads one pepper per file of PeppersDir; the file name is
+// its pepper_id. The current one comes first.
+func loadPeppers(cfg config.Config) ([]passcode.Pepper, error) {
+	if cfg.PeppersDir == "" {
+		if !cfg.Dev {
+			return nil, fmt.Errorf("peppers: --peppers-dir is required outside dev mode")
+		}
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		return []passcode.Pepper{{ID: "dev", Key: k}}, nil
+	}
+	entries, err := os.ReadDir(cfg.PeppersDir)
+	if err != nil {
+		return nil, fmt.Errorf("peppers: %w", err)
+	}
+	var files []os.DirEntry
+	for _, e := range entries {
+		// Kubernetes secret volumes also hold ..data links and dot files.
+		if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			files = append(files, e)
+		}
+	}
+	var current, others []passcode.Pepper
+	for _, e := range files {
+		key, err := os.ReadFile(filepath.Join(cfg.PeppersDir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("pepper %s: %w", e.Name(), err)
+		}
+		p := passcode.Pepper{ID: e.Name(), Key: key}
+		if e.Name() == cfg.CurrentPepper || (cfg.CurrentPepper == "" && len(files) == 1) {
+			current = append(current, p)
+		} else {
+			others = append(others, p)
+		}
+	}
+	if len(current) != 1 {
+		return nil, fmt.Errorf("peppers: current pepper %q not found in %s", cfg.CurrentPepper, cfg.PeppersDir)
+	}
+	return append(current, others...), nil
 }
 
 func signingKeys(cfg config.Config) (keys.Source, error) {

@@ -19,10 +19,13 @@ import (
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/adapters/memstore"
 	"strongroom.dev/services/authd/internal/adapters/pgstore"
+	"strongroom.dev/services/authd/internal/app"
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/oauth"
+	"strongroom.dev/services/authd/internal/passcode"
 	"strongroom.dev/services/authd/internal/ports/admin"
+	"strongroom.dev/services/authd/internal/ports/selfservice"
 	"strongroom.dev/services/authd/internal/projection"
 	"strongroom.dev/services/authd/internal/readmodel"
 )
@@ -42,9 +45,13 @@ type App struct {
 	// ReadModels reads (and rebuilds) the projections.
 	ReadModels projection.Runner
 
-	// OAuth is the OAuth2 server; Admin the back-office API.
-	OAuth *oauth.Server
-	Admin *admin.API
+	// OAuth is the OAuth2 server; Admin the back-office API; SelfService
+	// the app's /v1 API; Devices the device use cases.
+	OAuth       *oauth.Server
+	Admin       *admin.API
+	SelfService *selfservice.API
+	Devices     *app.Service
+	Hasher      *passcode.Hasher
 
 	pool    *pgxpool.Pool // nil in memory
 	onetime oneTimeStore
@@ -224,6 +231,7 @@ func (a *App) ReadinessChecks() map[string]func(context.Context) error {
 func (a *App) Routes(public, admin oauth.Mux) {
 	a.OAuth.Routes(public, admin)
 	a.Admin.Routes(admin)
+	a.SelfService.Routes(public)
 }
 
 // Close releases the store's resources.

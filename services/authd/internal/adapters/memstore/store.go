@@ -40,6 +40,11 @@ type Store struct {
 	streams map[string]*stream
 	commits uint64
 	models  *models
+
+	// secretMu serializes AppendWithSecret with secret reads; it is taken
+	// before mu, never while holding it.
+	secretMu sync.Mutex
+	secrets  map[string][]byte
 }
 
 // Option configures a Store.

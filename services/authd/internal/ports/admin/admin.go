@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"strongroom.dev/services/authd/internal/app"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/oauth"
 	"strongroom.dev/services/authd/internal/ports/problem"
@@ -26,6 +28,7 @@ const Resource = "/admin"
 // API is the back-office HTTP API.
 type API struct {
 	OAuth  *oauth.Server
+	App    *app.Service
 	Events eventstore.Store
 	Log    *slog.Logger
 }
@@ -34,6 +37,76 @@ type API struct {
 func (a *API) Routes(admin oauth.Mux) {
 	admin.Handle("POST /admin/v1/sessions/{sid}/revoke", a.authenticated(a.revokeSession))
 	admin.Handle("GET /admin/v1/users/{user_id}/events", a.authenticated(a.userEvents))
+	admin.Handle("POST /admin/v1/activations", a.authenticated(a.issueActivation))
+	admin.Handle("POST /admin/v1/devices/{device_id}/lock", a.authenticated(a.lockDevice))
+}
+
+// asOperator returns a context whose appends name the operator as actor
+// and the back-office client's session as cause.
+func asOperator(r *http.Request, operator string, caller *oauth.Caller) context.Context {
+	ctx := eventstore.WithActor(r.Context(), eventstore.Actor{Kind: "operator", ID: operator})
+	m := eventstore.MetadataFrom(ctx)
+	m.CausationID = "session:" + caller.SessionID
+	return eventstore.WithMetadata(ctx, m)
+}
+
+func (a *API) writeAppError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *app.Error
+	if errors.As(err, &e) {
+		problem.Write(w, e.Status, e.Code, e.Detail)
+		return
+	}
+	a.Log.ErrorContext(r.Context(), "back-office request failed", "path", r.URL.Path, "err", err)
+	problem.Write(w, http.StatusInternalServerError, "server_error", "try again")
+}
+
+type activationRequest struct {
+	UserID   string `json:"user_id"`
+	Purpose  string `json:"purpose"`
+	Operator string `json:"operator"`
+}
+
+// issueActivation serves POST /admin/v1/activations: the code is in this
+// response only; the server keeps its keyed HMAC.
+func (a *API) issueActivation(w http.ResponseWriter, r *http.Request, caller *oauth.Caller) {
+	var req activationRequest
+	if err := readBody(r, &req); err != nil {
+		problem.Write(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON object with user_id, purpose and operator")
+		return
+	}
+	if !validOperator(req.Operator) {
+		problem.Write(w, http.StatusBadRequest, "invalid_request", "operator must name the person making the call")
+		return
+	}
+	code, exp, err := a.App.IssueActivation(asOperator(r, req.Operator, caller), req.UserID, req.Purpose, req.Operator, caller.ClientID)
+	if err != nil {
+		a.writeAppError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "expires_at": exp})
+}
+
+// lockDevice serves POST /admin/v1/devices/{device_id}/lock: the device
+// is locked and every session of it revoked, in one append.
+func (a *API) lockDevice(w http.ResponseWriter, r *http.Request, caller *oauth.Caller) {
+	var req revokeRequest
+	if err := readBody(r, &req); err != nil || !validOperator(req.Operator) || len(req.Reason) > 200 || !utf8.ValidString(req.Reason) {
+		problem.Write(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON object with operator and reason")
+		return
+	}
+	if err := a.App.LockDevice(asOperator(r, req.Operator, caller), r.PathValue("device_id"), req.Operator, req.Reason); err != nil {
+		var e *app.Error
+		if errors.As(err, &e) && e.Code == "device_unknown" {
+			problem.Write(w, http.StatusNotFound, "not_found", "no such device")
+			return
+		}
+		a.writeAppError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // authenticated checks the back-office token before the handler runs.
@@ -100,10 +173,7 @@ func (a *API) revokeSession(w http.ResponseWriter, r *http.Request, caller *oaut
 	}
 	// The operator is the actor; the back-office client's session is the
 	// cause, so the audit trail links person, client and change.
-	ctx := eventstore.WithActor(r.Context(), eventstore.Actor{Kind: "operator", ID: req.Operator})
-	m := eventstore.MetadataFrom(ctx)
-	m.CausationID = "session:" + caller.SessionID
-	ctx = eventstore.WithMetadata(ctx, m)
+	ctx := asOperator(r, req.Operator, caller)
 	err := a.OAuth.Storage.RevokeSession(ctx, r.PathValue("sid"), "back_office", req.Operator)
 	if errors.Is(err, oauth.ErrNoSuchSession) {
 		problem.Write(w, http.StatusNotFound, "not_found", "no such session")

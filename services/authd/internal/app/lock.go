@@ -1,0 +1,107 @@
+package app
+
+import (
+	"context"
+
+	"strongroom.dev/api/events"
+	"strongroom.dev/services/authd/internal/domain/device"
+	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/projection"
+	"strongroom.dev/services/authd/internal/readmodel"
+)
+
+// sessionRevocations returns the appends that revoke every active session
+// of a device. Sessions are found through the inline sessions read model
+// (written in the same transaction as session.started, so none is missed)
+// and each append carries the session's version: a session that changes
+// meanwhile makes the whole append conflict and the caller retry.
+func (s *Service) sessionRevocations(ctx context.Context, userID, deviceID, reason, operator string) ([]eventstore.Append, error) {
+	docs, err := s.Models.ListByOwner(ctx, readmodel.SessionsName, userID)
+	if err != nil {
+		return nil, err
+	}
+	var out []eventstore.Append
+	for _, d := range docs {
+		sess, err := projection.Decode[readmodel.Session](d)
+		if err != nil {
+			return nil, err
+		}
+		if sess.DeviceID != deviceID || sess.RevokedAt != nil {
+			continue
+		}
+		out = append(out, eventstore.Append{StreamID: sess.SessionID, StreamType: events.StreamSession, ExpectedVersion: sess.Version,
+			Events: []eventstore.Pending{{Type: events.SessionRevoked, Payload: events.SessionRevokedV1{Reason: reason, Operator: operator}}}})
+	}
+	return out, nil
+}
+
+// LockDevice is the back office's lock: device.locked and the revocation
+// of every session of the device, in one append. A reset never lifts it
+// (CONTRACT.md, Enrollment step 3).
+func (s *Service) LockDevice(ctx context.Context, deviceID, operator, reason string) error {
+	return retry(func() error {
+		d, err := s.readDevice(ctx, deviceID)
+		if err != nil {
+			return err
+		}
+		if d == nil || d.Status == device.Revoked {
+			return errDeviceUnknown()
+		}
+		if d.Status == device.Locked && d.LockReason == device.LockBackOffice {
+			return nil
+		}
+		appends := []eventstore.Append{{StreamID: deviceID, StreamType: events.StreamDevice, ExpectedVersion: d.Version,
+			Events: []eventstore.Pending{{Type: events.DeviceLocked, Payload: events.DeviceLockedV1{Reason: device.LockBackOffice, Operator: operator}}}}}
+		revs, err := s.sessionRevocations(ctx, d.UserID, deviceID, "device_locked", operator)
+		if err != nil {
+			return err
+		}
+		_, err = s.Events.Append(ctx, append(appends, revs...)...)
+		return err
+	})
+}
+
+// RevokeDevice ends a device: device.revoked, its user's device slot
+// freed, its sessions revoked and its passcode verifier deleted, at once.
+func (s *Service) RevokeDevice(ctx context.Context, deviceID, reason, operator string) error {
+	return retry(func() error {
+		d, err := s.readDevice(ctx, deviceID)
+		if err != nil {
+			return err
+		}
+		if d == nil {
+			return errDeviceUnknown()
+		}
+		if d.Status == device.Revoked {
+			return nil
+		}
+		appends, err := s.revocationAppends(ctx, d, reason, operator)
+		if err != nil {
+			return err
+		}
+		_, err = s.Secrets.AppendWithSecret(ctx, deviceID, nil, appends...)
+		return err
+	})
+}
+
+func (s *Service) revocationAppends(ctx context.Context, d *device.State, reason, operator string) ([]eventstore.Append, error) {
+	userEvs, err := s.Events.ReadStream(ctx, userStream(d.UserID), 0)
+	if err != nil {
+		return nil, err
+	}
+	var userVersion int64
+	if len(userEvs) > 0 {
+		userVersion = userEvs[len(userEvs)-1].Version
+	}
+	appends := []eventstore.Append{
+		{StreamID: d.ID, StreamType: events.StreamDevice, ExpectedVersion: d.Version,
+			Events: []eventstore.Pending{{Type: events.DeviceRevoked, Payload: events.DeviceRevokedV1{Reason: reason, Operator: operator}}}},
+		{StreamID: userStream(d.UserID), StreamType: events.StreamUser, UserID: d.UserID, ExpectedVersion: userVersion,
+			Events: []eventstore.Pending{{Type: events.UserDeviceRemoved, Payload: events.UserDeviceRemovedV1{DeviceID: d.ID, Reason: reason}}}},
+	}
+	revs, err := s.sessionRevocations(ctx, d.UserID, d.ID, "device_revoked", operator)
+	if err != nil {
+		return nil, err
+	}
+	return append(appends, revs...), nil
+}

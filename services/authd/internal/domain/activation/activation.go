@@ -1,0 +1,118 @@
+// Package activation is the activation-code aggregate and the codes
+// themselves: ≥ 128-bit random, purpose-bound, single use, expiring, and
+// known to the server only as a keyed HMAC-SHA-256 (CONTRACT.md, Enrollment).
+package activation
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"strongroom.dev/api/events"
+	"strongroom.dev/services/authd/internal/eventstore"
+)
+
+// Purposes of a code.
+const (
+	Enroll = "enroll"
+	Reset  = "reset"
+)
+
+// CodeBytes is the entropy of a code: 160 bits, above the contract's 128.
+const CodeBytes = 20
+
+// codeEncoding is RFC 4648 base32 without padding: 32 characters, upper
+// case letters and digits 2–7, easy to read aloud or put in a QR code.
+var codeEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// Codes makes codes and finds their streams. The HMAC key must be the same
+// on every replica; KeyID names it so it can rotate.
+type Codes struct {
+	key   []byte
+	KeyID string
+}
+
+// NewCodes returns a code source with an HMAC key of at least 32 bytes.
+func NewCodes(keyID string, key []byte) (*Codes, error) {
+	if len(key) < 32 {
+		return nil, errors.New("activation HMAC key must be at least 32 bytes")
+	}
+	return &Codes{key: key, KeyID: keyID}, nil
+}
+
+// New returns a fresh code and the id of its stream.
+func (c *Codes) New() (code, streamID string, err error) {
+	b := make([]byte, CodeBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("generate activation code: %w", err)
+	}
+	code = codeEncoding.EncodeToString(b)
+	id, _ := c.StreamID(code)
+	return code, id, nil
+}
+
+// StreamID returns the stream of a code as typed by a person or scanned:
+// case, spaces and dashes do not matter. ok is false for anything that
+// cannot be a code, which then answers like an unknown one.
+func (c *Codes) StreamID(code string) (id string, ok bool) {
+	if len(code) > 64 {
+		return "", false
+	}
+	norm := strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(code))
+	raw, err := codeEncoding.DecodeString(norm)
+	if err != nil || len(raw) != CodeBytes {
+		return "", false
+	}
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte("strongroom/activation/v1\x00"))
+	m.Write(raw)
+	return "activation-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)), true
+}
+
+// State is an activation code folded from its stream.
+type State struct {
+	ID        string
+	UserID    string
+	Purpose   string
+	ExpiresAt time.Time
+	Consumed  bool
+	Version   int64
+}
+
+// Fold builds a code's state from its events.
+func Fold(reg *events.Registry, evs []eventstore.Event) (*State, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	s := &State{}
+	for _, ev := range evs {
+		if ev.StreamType != events.StreamActivation {
+			return nil, fmt.Errorf("stream %q is a %s stream", ev.StreamID, ev.StreamType)
+		}
+		p, err := reg.Decode(ev.Type, ev.SchemaVersion, ev.Data)
+		if err != nil {
+			return nil, fmt.Errorf("activation v%d: %w", ev.Version, err)
+		}
+		switch p := p.(type) {
+		case *events.ActivationIssuedV1:
+			s.ID, s.UserID, s.Purpose, s.ExpiresAt = ev.StreamID, p.UserID, p.Purpose, p.ExpiresAt
+		case *events.ActivationConsumedV1:
+			s.Consumed = true
+		}
+		s.Version = ev.Version
+	}
+	return s, nil
+}
+
+// Usable reports whether the code may be used now for purpose. Unknown,
+// used, expired and wrong-purpose codes are all simply unusable: callers
+// answer them alike.
+func (s *State) Usable(now time.Time, purpose string) bool {
+	return s != nil && !s.Consumed && s.Purpose == purpose && now.Before(s.ExpiresAt)
+}
