@@ -86,6 +86,9 @@ type Options struct {
 	// PasscodeBackoff replaces the 30 s wait after 3 failures (tests must
 	// not sleep for minutes).
 	PasscodeBackoff time.Duration
+	// CodeAttemptsPerIP overrides the activation-code limit (tests run
+	// from one address; the default here is generous).
+	CodeAttemptsPerIP int
 }
 
 // Start runs authd until the test ends.
@@ -119,6 +122,10 @@ func Start(t testing.TB, o Options) *Server {
 		cfg.Issuer = o.Issuer
 	}
 	cfg.PasscodeBackoff = o.PasscodeBackoff
+	cfg.CodeAttemptsPerIP, cfg.CodeAttemptsTotal = 6000, 60000
+	if o.CodeAttemptsPerIP > 0 {
+		cfg.CodeAttemptsPerIP = o.CodeAttemptsPerIP
+	}
 	if o.Clients != nil {
 		raw, err := yaml.Marshal(oauth.ClientsFile{Clients: o.Clients})
 		if err != nil {

@@ -73,6 +73,9 @@ type Config struct {
 	PasscodeBackoff time.Duration
 	// MaxDevices is the most devices a user may have.
 	MaxDevices int
+	// CodeAttemptsPerIP and CodeAttemptsTotal limit activation-code
+	// attempts per minute, per client address and in all.
+	CodeAttemptsPerIP, CodeAttemptsTotal int
 	// DevAdminSecret is the client secret of the dev back-office client. It
 	// is read only from the environment, never from a flag, because flags are
 	// visible to every user through ps. When empty, dev mode generates one.

@@ -187,6 +187,32 @@ var settings = []setting{
 		},
 	},
 	{
+		Name: "CodeAttemptsPerIP", Flag: "code-attempts-per-ip", Env: "STRONGROOM_CODE_ATTEMPTS_PER_IP", Default: "20",
+		DefaultDoc: "`20`",
+		Meaning:    "activation-code attempts per client IP per minute (per replica)",
+		apply: func(c *Config, raw string) error {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > 100000 {
+				return errors.New("want 1 to 100000")
+			}
+			c.CodeAttemptsPerIP = n
+			return nil
+		},
+	},
+	{
+		Name: "CodeAttemptsTotal", Flag: "code-attempts-total", Env: "STRONGROOM_CODE_ATTEMPTS_TOTAL", Default: "1200",
+		DefaultDoc: "`1200`",
+		Meaning:    "activation-code attempts per minute from all clients together (per replica)",
+		apply: func(c *Config, raw string) error {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > 10000000 {
+				return errors.New("want 1 to 10000000")
+			}
+			c.CodeAttemptsTotal = n
+			return nil
+		},
+	},
+	{
 		Name: "DevAdminSecret", Env: "STRONGROOM_DEV_ADMIN_SECRET", secret: true,
 		DefaultDoc: "generated, written to a 0600 file in DevStateDir",
 		Meaning:    "dev mode only: client secret of the `back-office` client (environment only: flags show in ps)",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+	"golang.org/x/time/rate"
 
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/adapters/pgstore"
@@ -90,9 +91,7 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	a.Devices = devices
 	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
 	a.SelfService = &selfservice.API{OAuth: a.OAuth, App: devices, Models: a.ReadModels, Log: a.log, Now: time.Now,
-		// Activation codes: 1 attempt per second per address (burst 5), 50
-		// per second in all, per replica.
-		Codes: ratelimit.New(1, 5, 50, 100)}
+		Codes: codeLimiter(cfg)}
 	return nil
 }
 
@@ -259,4 +258,17 @@ func (a *App) sweepOneTime(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// codeLimiter limits activation-code attempts per client address and in
+// all, per minute (token buckets whose burst is a quarter of the minute).
+func codeLimiter(cfg config.Config) *ratelimit.Limiter {
+	perIP, total := cfg.CodeAttemptsPerIP, cfg.CodeAttemptsTotal
+	if perIP == 0 {
+		perIP = 20
+	}
+	if total == 0 {
+		total = 1200
+	}
+	return ratelimit.New(rate.Limit(float64(perIP)/60), max(5, perIP/4), rate.Limit(float64(total)/60), max(5, total/4))
 }

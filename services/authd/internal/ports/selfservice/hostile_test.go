@@ -1,0 +1,230 @@
+package selfservice_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"strongroom.dev/services/authd/internal/authdtest"
+	"strongroom.dev/services/authd/internal/sealing"
+	"strongroom.dev/services/authd/mobileclient"
+	"strongroom.dev/services/dpop"
+)
+
+// logLength is the number of events in the whole log (settled).
+func sessionsAndDevices(t *testing.T, s *authdtest.Server, user string) (devices int) {
+	t.Helper()
+	evs, err := s.App.Store.ReadStream(context.Background(), "user-"+user, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		switch ev.Type {
+		case "user.device_added":
+			devices++
+		case "user.device_removed":
+			devices--
+		}
+	}
+	return devices
+}
+
+// TestActivationCodesAnswerAlike: reused, expired-like (unknown), wrong
+// purpose and malformed codes all get one identical answer, and change
+// nothing.
+func TestActivationCodesAnswerAlike(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	used := s.ActivationCode(t, "dave", "enroll")
+	first, _ := mobileclient.New(s.PublicURL, s.Client)
+	if err := first.Enroll(ctx, used, "Phone", "android"); err != nil {
+		t.Fatal(err)
+	}
+	reset := s.ActivationCode(t, "dave", "reset")
+	cases := map[string]string{
+		"reused":                   used,
+		"wrong purpose":            reset,
+		"unknown":                  strings.Repeat("A", 32),
+		"malformed":                "not-a-code!",
+		"empty":                    "",
+		"huge":                     strings.Repeat("B", 5000),
+		"lowercase of a used code": strings.ToLower(used),
+	}
+	var answers []string
+	for name, code := range cases {
+		app, _ := mobileclient.New(s.PublicURL, s.Client)
+		err := app.Enroll(ctx, code, "Phone", "android")
+		if mobileclient.Code(err) != "activation_code_invalid" {
+			t.Errorf("%s: %v", name, err)
+		}
+		answers = append(answers, err.Error())
+	}
+	for _, a := range answers[1:] {
+		if a != answers[0] {
+			t.Errorf("answers differ: %q vs %q", a, answers[0])
+		}
+	}
+	if n := sessionsAndDevices(t, s, "dave"); n != 1 {
+		t.Fatalf("dave has %d devices, want 1", n)
+	}
+	// The reset code was not consumed by the wrong-purpose attempt.
+	if err := first.SetPasscode(ctx, "121212", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.SetPasscode(ctx, "343434", reset); err != nil {
+		t.Fatalf("the reset code is still good: %v", err)
+	}
+}
+
+func TestSixthDeviceIsRefused(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{Memory: true})
+	ctx := context.Background()
+	for i := range 5 {
+		app, _ := mobileclient.New(s.PublicURL, s.Client)
+		if err := app.Enroll(ctx, s.ActivationCode(t, "erin", "enroll"), "Phone", "ios"); err != nil {
+			t.Fatalf("device %d: %v", i+1, err)
+		}
+	}
+	code := s.ActivationCode(t, "erin", "enroll")
+	app, _ := mobileclient.New(s.PublicURL, s.Client)
+	if err := app.Enroll(ctx, code, "Phone", "ios"); mobileclient.Code(err) != "too_many_devices" {
+		t.Fatalf("6th device: %v", err)
+	}
+	if n := sessionsAndDevices(t, s, "erin"); n != 5 {
+		t.Fatalf("erin has %d devices", n)
+	}
+}
+
+// TestHostileSealsAndParameters: tampered, truncated, replayed (another
+// request's jti) and unknown-key seals, and junk in every parameter, are
+// each a 4xx with the contract's code, and never count as an attempt.
+func TestHostileSealsAndParameters(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "frank", "424242")
+	var keys struct {
+		Keys []sealing.PublicEntry `json:"keys"`
+	}
+	r := s.Do(t, http.MethodGet, s.PublicURL+"/.well-known/sealing-keys.json", nil, "")
+	if err := json.Unmarshal(r.Body, &keys); err != nil || len(keys.Keys) == 0 || keys.Keys[0].KEMID != 0x647a {
+		t.Fatalf("sealing keys: %s", r.Body)
+	}
+	key := keys.Keys[0]
+	tokenURL := s.PublicURL + "/oauth2/token"
+
+	// grant sends a passcode grant with the given seal, made for the
+	// proof's jti unless otherwise told.
+	grant := func(mutate func(sealed, jti string) (string, string)) *authdtest.Response {
+		proof, err := dpop.NewProof(app.DeviceKey, "POST", tokenURL, s.Nonce(t), "", nowish())
+		if err != nil {
+			t.Fatal(err)
+		}
+		jti := jtiOf(t, proof)
+		sealed, err := app.SealPasscode(key, "000000", jti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, kid := mutate(sealed, jti)
+		return s.Form(t, tokenURL, http.Header{"DPoP": {proof}}, map[string][]string{
+			"grant_type": {mobileclient.GrantPasscode}, "client_id": {"mobile-app"}, "device_id": {app.DeviceID},
+			"passcode_sealed": {sealed}, "sealing_kid": {kid}})
+	}
+	flip := func(s string, i int) string {
+		b, _ := base64.RawURLEncoding.DecodeString(s)
+		b[i%len(b)] ^= 1
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	otherJTI, _ := app.SealPasscode(key, "000000", "another-request")
+	cases := []struct {
+		name   string
+		mutate func(string, string) (string, string)
+		code   string
+	}{
+		{"tampered enc", func(s, _ string) (string, string) { return flip(s, 5), key.KID }, "seal_invalid"},
+		{"tampered ciphertext", func(s, _ string) (string, string) { return flip(s, 1200), key.KID }, "seal_invalid"},
+		{"tampered tag", func(s, _ string) (string, string) { return flip(s, -1+len(s)*3/4), key.KID }, "seal_invalid"},
+		{"truncated", func(s, _ string) (string, string) { return s[:len(s)/2], key.KID }, "seal_invalid"},
+		{"empty", func(string, string) (string, string) { return "", key.KID }, "seal_invalid"},
+		{"not base64", func(string, string) (string, string) { return "!!!", key.KID }, "seal_invalid"},
+		{"replayed from another request", func(string, string) (string, string) { return otherJTI, key.KID }, "seal_invalid"},
+		{"unknown sealing kid", func(s, _ string) (string, string) { return s, "no-such-kid" }, "sealing_kid_unknown"},
+		{"huge", func(string, string) (string, string) { return strings.Repeat("A", 60000), key.KID }, "seal_invalid"},
+	}
+	before := countTypes(t, s, app.DeviceID)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := grant(c.mutate)
+			if r.Status != 400 || r.JSON(t)["strongroom_error"] != c.code {
+				t.Fatalf("got %d %s, want 400 %s", r.Status, r.Body, c.code)
+			}
+		})
+	}
+	// The same for setting the passcode.
+	put := func(body string) *authdtest.Response {
+		u := s.PublicURL + "/v1/devices/" + app.DeviceID + "/passcode"
+		proof, _ := dpop.NewProof(app.DeviceKey, "PUT", u, "", "", nowish())
+		return s.Do(t, http.MethodPut, u, http.Header{"DPoP": {proof}, "Content-Type": {"application/json"}}, body)
+	}
+	junk := map[string]struct {
+		body   string
+		status int
+	}{
+		"unknown field":      {`{"passcode_sealed":"x","sealing_kid":"k","extra":1}`, 400},
+		"not an object":      {`[]`, 400},
+		"wrong types":        {`{"passcode_sealed":1,"sealing_kid":true}`, 400},
+		"trailing data":      {`{"passcode_sealed":"x","sealing_kid":"k"} {}`, 400},
+		"bad seal":           {`{"passcode_sealed":"x","sealing_kid":"` + key.KID + `"}`, 400},
+		"without reset code": {`{"passcode_sealed":"x","sealing_kid":"` + key.KID + `","activation_code":"` + strings.Repeat("C", 32) + `"}`, 400},
+	}
+	for name, c := range junk {
+		if r := put(c.body); r.Status != c.status || r.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Body)
+		}
+	}
+	after := countTypes(t, s, app.DeviceID)
+	for typ, n := range after {
+		if before[typ] != n {
+			t.Fatalf("hostile requests changed the device: %v → %v", before, after)
+		}
+	}
+	if _, err := app.SignIn(ctx, "424242"); err != nil {
+		t.Fatalf("the device still signs in: %v", err)
+	}
+}
+
+func jtiOf(t *testing.T, proof string) string {
+	t.Helper()
+	parts := strings.Split(proof, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.JTI
+}
+
+func nowish() time.Time { return time.Now() }
+
+// TestCodeAttemptsAreRateLimited: guessing codes from one address hits
+// the per-address limit and is refused before any code is looked at.
+func TestCodeAttemptsAreRateLimited(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{Memory: true, CodeAttemptsPerIP: 20})
+	ctx := context.Background()
+	limited := 0
+	for range 12 {
+		app, _ := mobileclient.New(s.PublicURL, s.Client)
+		if err := app.Enroll(ctx, strings.Repeat("D", 32), "Phone", "ios"); mobileclient.Code(err) == "rate_limited" {
+			limited++
+		}
+	}
+	// Burst 5, refilled at 20/min: the last several of 12 quick tries fail.
+	if limited < 5 {
+		t.Fatalf("%d of 12 guesses were rate limited", limited)
+	}
+}
