@@ -105,3 +105,32 @@ func (s *Service) revocationAppends(ctx context.Context, d *device.State, reason
 	}
 	return append(appends, revs...), nil
 }
+
+// RevokeUnfinished revokes devices that enrolled but set no passcode in
+// time (CONTRACT.md: 10 minutes). Candidates come from the devices read
+// model; each is re-checked on its own stream before it is revoked.
+func (s *Service) RevokeUnfinished(ctx context.Context) (int, error) {
+	docs, err := s.Models.All(ctx, readmodel.DevicesName)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, doc := range docs {
+		dv, err := projection.Decode[readmodel.Device](doc)
+		if err != nil || dv.Status != readmodel.DevicePendingPasscode || s.Now().Sub(dv.EnrolledAt) <= s.Policy.PasscodeDeadline {
+			continue
+		}
+		d, err := s.readDevice(ctx, dv.DeviceID)
+		if err != nil {
+			return n, err
+		}
+		if d == nil || !d.PasscodeOverdue(s.Now(), s.Policy) {
+			continue
+		}
+		if err := s.RevokeDevice(ctx, d.ID, "no_passcode", ""); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

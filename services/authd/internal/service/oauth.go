@@ -18,6 +18,7 @@ import (
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/domain/activation"
 	"strongroom.dev/services/authd/internal/domain/device"
+	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/keys"
 	"strongroom.dev/services/authd/internal/oauth"
 	"strongroom.dev/services/authd/internal/passcode"
@@ -271,4 +272,25 @@ func codeLimiter(cfg config.Config) *ratelimit.Limiter {
 		total = 1200
 	}
 	return ratelimit.New(rate.Limit(float64(perIP)/60), max(5, perIP/4), rate.Limit(float64(total)/60), max(5, total/4))
+}
+
+// sweepUnfinishedDevices revokes, once a minute, devices that did not set
+// a passcode within the deadline. (Setting one late is refused anyway; this
+// frees the user's device slot and leaves the revocation in the log.)
+func (a *App) sweepUnfinishedDevices(ctx context.Context) error {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			ctx := eventstore.WithActor(ctx, eventstore.Actor{Kind: "system", ID: "authd"})
+			if n, err := a.Devices.RevokeUnfinished(ctx); err != nil && ctx.Err() == nil {
+				a.log.WarnContext(ctx, "revoke unfinished devices", "err", err)
+			} else if n > 0 {
+				a.log.InfoContext(ctx, "revoked devices without a passcode", "count", n)
+			}
+		}
+	}
 }

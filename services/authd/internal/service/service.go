@@ -186,7 +186,7 @@ func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	run := func(f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -203,6 +203,7 @@ func (a *App) Run(ctx context.Context) error {
 	run(a.ReadModels.Run)
 	run(a.watchLag)
 	run(a.sweepOneTime)
+	run(a.sweepUnfinishedDevices)
 	wg.Wait()
 	close(errs)
 	return errors.Join(collect(errs)...)

@@ -228,3 +228,40 @@ func TestCodeAttemptsAreRateLimited(t *testing.T) {
 		t.Fatalf("%d of 12 guesses were rate limited", limited)
 	}
 }
+
+// TestDeviceWithoutPasscodeIsRevoked: a device that sets no passcode in
+// time is revoked (its slot freed), and cannot set one late.
+func TestDeviceWithoutPasscodeIsRevoked(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	late, _ := mobileclient.New(s.PublicURL, s.Client)
+	if err := late.Enroll(ctx, s.ActivationCode(t, "hank", "enroll"), "Phone", "ios"); err != nil {
+		t.Fatal(err)
+	}
+	s.App.Devices.Policy.PasscodeDeadline = time.Millisecond
+	time.Sleep(5 * time.Millisecond)
+	// The sweeper reads the devices read model: wait until it has the device.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := s.App.Devices.RevokeUnfinished(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unfinished device was never revoked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := late.SetPasscode(ctx, "111222", ""); mobileclient.Code(err) != "device_unknown" {
+		t.Fatalf("late passcode: %v", err)
+	}
+	if n := sessionsAndDevices(t, s, "hank"); n != 0 {
+		t.Fatalf("hank still has %d devices", n)
+	}
+	if n, _ := s.App.Devices.RevokeUnfinished(ctx); n != 0 {
+		t.Fatalf("revoked again: %d", n)
+	}
+}
