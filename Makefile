@@ -100,6 +100,18 @@ help: ## List the targets
 run: ## Run authd locally: go run ./services/authd/cmd/authd serve --dev
 	go run $(AUTHD_PKG) $(RUN_ARGS)
 
+.PHONY: demo
+demo: bin/authd ## authd in dev mode plus the reference mobile client, step by step
+	@secret=$$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40); \
+	state=$$(mktemp -d); log=$$state/authd.log; \
+	STRONGROOM_DEV_ADMIN_SECRET=$$secret STRONGROOM_PASSCODE_BACKOFF=5s \
+	  $(BIN)/authd serve --dev --dev-state-dir $$state >$$log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf '"$$state" EXIT; \
+	for _ in $$(seq 1 100); do grep -q '"authd started"' $$log && break; \
+	  kill -0 $$pid 2>/dev/null || { cat $$log; exit 1; }; sleep 0.2; done; \
+	pin=$$(grep -m1 -o '"pin":"[^"]*"' $$log | cut -d'"' -f4); \
+	STRONGROOM_DEV_ADMIN_SECRET=$$secret go run ./services/authd/cmd/demo --pin "$$pin"
+
 .PHONY: build
 build: ## go build ./... in every module, then bin/authd
 	$(call each_module_with_pkgs,build,go build ./...)
