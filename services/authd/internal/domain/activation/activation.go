@@ -65,6 +65,9 @@ func (c *Codes) StreamID(code string) (id string, ok bool) {
 		return "", false
 	}
 	norm := strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(code))
+	if len(norm) != codeEncoding.EncodedLen(CodeBytes) {
+		return "", false // one spelling per code: no extra or missing characters
+	}
 	raw, err := codeEncoding.DecodeString(norm)
 	if err != nil || len(raw) != CodeBytes {
 		return "", false

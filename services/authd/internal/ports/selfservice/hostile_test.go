@@ -265,3 +265,36 @@ func TestDeviceWithoutPasscodeIsRevoked(t *testing.T) {
 		t.Fatalf("revoked again: %d", n)
 	}
 }
+
+// TestResetNeverLiftsABackOfficeLock: the back office locks a device (and
+// its sessions end); a reset code sets a new passcode but the lock stays.
+func TestResetNeverLiftsABackOfficeLock(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "ivy", "777888")
+	tok, err := app.SignIn(ctx, "777888")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := s.AdminToken(t, nil)
+	r := s.Do(t, http.MethodPost, s.AdminURL+"/admin/v1/devices/"+app.DeviceID+"/lock",
+		http.Header{"Authorization": {"Bearer " + admin}, "Content-Type": {"application/json"}},
+		`{"operator":"Olivia Operator","reason":"reported stolen"}`)
+	if r.Status != http.StatusNoContent {
+		t.Fatalf("lock: %d %s", r.Status, r.Body)
+	}
+	if _, err := app.Sessions(ctx, tok); mobileclient.Code(err) != "invalid_token" {
+		t.Fatalf("the lock must end the device's sessions: %v", err)
+	}
+	if err := app.SetPasscode(ctx, "999000", s.ActivationCode(t, "ivy", "reset")); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	if _, err := app.SignIn(ctx, "999000"); mobileclient.Code(err) != "device_locked" {
+		t.Fatalf("after the reset: %v, want device_locked", err)
+	}
+	if r := s.Do(t, http.MethodPost, s.AdminURL+"/admin/v1/devices/no-such-device/lock",
+		http.Header{"Authorization": {"Bearer " + admin}, "Content-Type": {"application/json"}},
+		`{"operator":"Olivia Operator"}`); r.Status != http.StatusNotFound {
+		t.Fatalf("unknown device: %d", r.Status)
+	}
+}
