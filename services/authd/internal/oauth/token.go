@@ -75,6 +75,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if raw := r.PostForm.Get("response_sealing_key"); raw != "" {
 		// Checked before any grant logic, so a bad key changes nothing.
 		k, err := sealing.ParseClientKey(raw)
+		if err == nil && !s.sealingKEM(k.KEMID) {
+			// X25519 is for old clients only where the deployment publishes
+			// an X25519 sealing key; otherwise only X-Wing is accepted.
+			err = sealing.ErrClientKeyInvalid
+		}
 		if err != nil || proof == nil {
 			writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_request",
 				Description: "response_sealing_key must be a valid one-time key, sent with a DPoP proof"})
@@ -211,4 +216,14 @@ func bearerOrDPoP(h string) (scheme, token string) {
 		return "", ""
 	}
 	return strings.ToLower(scheme), strings.TrimSpace(token)
+}
+
+// sealingKEM reports whether the server publishes a sealing key of kem.
+func (s *Server) sealingKEM(kem uint16) bool {
+	for _, k := range s.Sealing.Keys() {
+		if k.KEMID == kem {
+			return true
+		}
+	}
+	return false
 }

@@ -163,6 +163,20 @@ func TestHostileSealsAndParameters(t *testing.T) {
 			}
 		})
 	}
+	// A bad one-time response key is refused before any grant logic.
+	for name, rk := range map[string]string{
+		"not json": "{", "unknown field": `{"kem_id":25722,"kdf_id":1,"aead_id":2,"public_key":"AA","x":1}`,
+		"x25519 not offered": `{"kem_id":32,"kdf_id":1,"aead_id":2,"public_key":"` + strings.Repeat("A", 43) + `"}`,
+	} {
+		proof, _ := dpop.NewProof(app.DeviceKey, "POST", tokenURL, s.Nonce(t), "", nowish())
+		sealed, _ := app.SealPasscode(key, "424242", jtiOf(t, proof))
+		r := s.Form(t, tokenURL, http.Header{"DPoP": {proof}}, map[string][]string{
+			"grant_type": {mobileclient.GrantPasscode}, "client_id": {"mobile-app"}, "device_id": {app.DeviceID},
+			"passcode_sealed": {sealed}, "sealing_kid": {key.KID}, "response_sealing_key": {rk}})
+		if r.Status != 400 || r.JSON(t)["error"] != "invalid_request" {
+			t.Errorf("response key %s: %d %s", name, r.Status, r.Body)
+		}
+	}
 	// The same for setting the passcode.
 	put := func(body string) *authdtest.Response {
 		u := s.PublicURL + "/v1/devices/" + app.DeviceID + "/passcode"

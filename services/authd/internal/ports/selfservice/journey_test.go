@@ -84,8 +84,14 @@ func TestJourney(t *testing.T) {
 	if err := app.SetPasscode(ctx, "246810", s.ActivationCode(t, "alice", "reset")); err != nil {
 		t.Fatalf("reset: %v", err)
 	}
-	if _, err := app.SignIn(ctx, "246810"); err != nil {
-		t.Fatalf("sign in after reset: %v", err)
+	// This time the token response comes back sealed to a one-time key.
+	app.SealResponses = true
+	sealedTok, err := app.SignIn(ctx, "246810")
+	if err != nil || sealedTok.TokenType != "DPoP" {
+		t.Fatalf("sign in after reset, sealed response: %+v, %v", sealedTok, err)
+	}
+	if _, err := app.Sessions(ctx, sealedTok); err != nil {
+		t.Fatalf("the unsealed token works: %v", err)
 	}
 
 	evs, err := s.App.Store.ReadStream(ctx, app.DeviceID, 0)
