@@ -149,15 +149,26 @@ type SessionStartedV1 struct {
 	Audience             []string  `json:"audience"`
 	AccessTokenID        string    `json:"access_token_id"`
 	AccessTokenExpiresAt time.Time `json:"access_token_expires_at"`
+	// RefreshTokenID identifies the first refresh token (its keyed hash);
+	// empty for grants without one.
+	RefreshTokenID string `json:"refresh_token_id,omitempty"`
+	// IdleExpiresAt is when the session ends unless refreshed.
+	IdleExpiresAt time.Time `json:"idle_expires_at,omitempty"`
 	// ExpiresAt is the session's absolute end.
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// SessionRefreshedV1 records a refresh-token rotation; the tokens appear only
-// as identifiers of their keyed hashes.
+// SessionRefreshedV1 records a refresh: the presented refresh token, its
+// successor (the same successor again when the presented token's successor
+// was not used yet: Repeat) and the new access token. Tokens appear only as
+// identifiers (keyed hashes).
 type SessionRefreshedV1 struct {
-	PreviousTokenID string `json:"previous_token_id"`
-	TokenID         string `json:"token_id"`
+	PreviousTokenID      string    `json:"previous_token_id"`
+	TokenID              string    `json:"token_id"`
+	Repeat               bool      `json:"repeat,omitempty"`
+	AccessTokenID        string    `json:"access_token_id"`
+	AccessTokenExpiresAt time.Time `json:"access_token_expires_at"`
+	IdleExpiresAt        time.Time `json:"idle_expires_at"`
 }
 
 // SessionRefreshReuseDetectedV1 records a reuse that revoked the session.

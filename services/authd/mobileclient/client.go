@@ -365,3 +365,23 @@ func (c *Client) Sessions(ctx context.Context, t *Tokens) ([]Session, error) {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// Refresh exchanges the refresh token for a new access token and its
+// successor refresh token (DPoP-bound, with the server nonce).
+func (c *Client) Refresh(ctx context.Context, refreshToken string) (*Tokens, error) {
+	resp, raw, err := c.request(ctx, http.MethodPost, "/oauth2/token", func(string) ([]byte, string, error) {
+		form := url.Values{"grant_type": {"refresh_token"}, "client_id": {c.ClientID}, "refresh_token": {refreshToken}}
+		return []byte(form.Encode()), "application/x-www-form-urlencoded", nil
+	}, "")
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, apiError(resp, raw)
+	}
+	var t Tokens
+	if err := json.Unmarshal(raw, &t); err != nil || t.AccessToken == "" {
+		return nil, errors.New("refresh: no access token in the response")
+	}
+	return &t, nil
+}

@@ -16,6 +16,7 @@ import (
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/domain/activation"
 	"strongroom.dev/services/authd/internal/domain/device"
+	"strongroom.dev/services/authd/internal/domain/session"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/passcode"
 	"strongroom.dev/services/authd/internal/projection"
@@ -43,7 +44,11 @@ type Service struct {
 	MaxDevices int
 	// ActivationTTL is how long a code is good for (24 h).
 	ActivationTTL time.Duration
-	Now           func() time.Time
+	// Refresh derives refresh tokens; RefreshLifetime is their (idle)
+	// lifetime, at most 30 minutes.
+	RefreshTokens   *session.Tokens
+	RefreshLifetime time.Duration
+	Now             func() time.Time
 }
 
 // Error is a refusal with the contract's stable code (CONTRACT.md,

@@ -1,11 +1,13 @@
 package oauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/ory/fosite"
 
@@ -37,11 +39,33 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 			Description: "a public client revokes with a DPoP proof"})
 		return
 	}
-	if claims, err := s.Signer.Decode(ctx, r.PostForm.Get("token")); err == nil {
+	token := r.PostForm.Get("token")
+	if strings.HasPrefix(token, refreshTokenPrefix) {
+		// authd's own refresh tokens: the holder (same client, same DPoP
+		// key) ends the session; anything else is answered like an
+		// unknown token.
+		jkt := ""
+		if proof != nil {
+			jkt = proof.JKT
+		}
+		if err := s.RevokeRefresh(ctx, token, jkt, r.PostForm.Get("client_id")); err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if strings.Count(token, ".") == 2 {
+		// Access tokens are found by jti, so only a token whose signature
+		// verifies may revoke anything.
+		claims, err := s.Signer.Decode(ctx, token)
+		if err != nil {
+			w.WriteHeader(http.StatusOK) // RFC 7009 §2.2: invalid tokens get 200
+			return
+		}
 		if cnf, ok := claims.Claims["cnf"].(map[string]any); ok {
 			if proof == nil || cnf["jkt"] != proof.JKT {
-				// Not the holder: like an unknown token (RFC 7009 §2.2),
-				// answered 200 and left alone.
+				// Not the holder: like an unknown token, left alone.
 				w.WriteHeader(http.StatusOK)
 				return
 			}
@@ -119,3 +143,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+
+const refreshTokenPrefix = "srt_"
+
+// RevokeRefreshFunc ends the session of a refresh token held by jkt.
+type RevokeRefreshFunc func(ctx context.Context, token, jkt, clientID string) error

@@ -9,6 +9,7 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 
 	"strongroom.dev/services/authd/internal/app"
+	"strongroom.dev/services/authd/internal/domain/session"
 )
 
 // ACR values and AMR of the grants (CONTRACT.md, Token endpoint).
@@ -31,6 +32,10 @@ type PasscodeGrant struct {
 	AccessLifetime, SessionLifetime time.Duration
 	Scopes                          fosite.ScopeStrategy
 	Now                             func() time.Time
+	// RefreshTokens makes the session's first refresh token, good for
+	// RefreshLifetime (idle) unless rotated.
+	RefreshTokens   *session.Tokens
+	RefreshLifetime time.Duration
 }
 
 var _ fosite.TokenEndpointHandler = (*PasscodeGrant)(nil)
@@ -82,6 +87,11 @@ func (g *PasscodeGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite
 	sess.SetClaim(ClaimAuthTime, now.Unix())
 	sess.SetExpiresAt(fosite.AccessToken, now.Add(g.AccessLifetime))
 	sess.SessionExpiresAt = now.Add(g.SessionLifetime)
+	if g.RefreshTokens != nil && r.GetClient().GetGrantTypes().Has(GrantRefreshToken) {
+		sess.RefreshToken = g.RefreshTokens.New()
+		sess.RefreshTokenID = g.RefreshTokens.ID(sess.RefreshToken)
+		sess.IdleExpiresAt = now.Add(g.RefreshLifetime)
+	}
 	for _, sc := range r.GetRequestedScopes() {
 		r.GrantScope(sc)
 	}
@@ -93,6 +103,11 @@ func (g *PasscodeGrant) PopulateTokenEndpointResponse(ctx context.Context, r fos
 	if !g.CanHandleTokenEndpointRequest(ctx, r) {
 		return fosite.ErrUnknownRequest
 	}
-	_, err := g.Helper.IssueAccessToken(ctx, g.AccessLifetime, r, resp)
-	return err
+	if _, err := g.Helper.IssueAccessToken(ctx, g.AccessLifetime, r, resp); err != nil {
+		return err
+	}
+	if sess, ok := r.GetSession().(*Session); ok && sess.RefreshToken != "" {
+		resp.SetExtra("refresh_token", sess.RefreshToken)
+	}
+	return nil
 }

@@ -3,10 +3,13 @@ package oauth
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -65,7 +68,8 @@ func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.O
 		HMACSHAStrategy: compose.NewOAuth2HMACStrategy(conf),
 		Config:          conf,
 	}
-	provider := compose.Compose(conf, storage, &compose.CommonStrategy{CoreStrategy: strategy},
+	jtis := &jtiStrategy{DefaultJWTStrategy: strategy}
+	provider := compose.Compose(conf, storage, &compose.CommonStrategy{CoreStrategy: jtis},
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
@@ -80,7 +84,7 @@ func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.O
 	}
 	// The helper issues access tokens for authd's own grants exactly as
 	// fosite's handlers do: same strategy, same storage.
-	helper := &oauth2.HandleHelper{AccessTokenStrategy: strategy, AccessTokenStorage: storage, Config: conf}
+	helper := &oauth2.HandleHelper{AccessTokenStrategy: jtis, AccessTokenStorage: storage, Config: conf}
 	return provider, conf, helper, nil
 }
 
@@ -94,4 +98,44 @@ func clientAuthError(err error) error {
 		return err
 	}
 	return fosite.ErrInvalidClient.WithHint("The client could not be authenticated.").WithWrap(err)
+}
+
+// jtiStrategy makes an access token's jti its "signature" for fosite's
+// storage calls. A grant can then record the token before it is signed
+// (the refresh grant decides and records in one append), and lookups use
+// an id the server chose. Lookups alone prove nothing: every path that
+// acts on a token verifies its signature first (introspection through
+// ValidateAccessToken, revocation in the HTTP layer).
+type jtiStrategy struct{ *oauth2.DefaultJWTStrategy }
+
+// AccessTokenSignature returns the token's jti (unverified), "" if none.
+func (s *jtiStrategy) AccessTokenSignature(_ context.Context, token string) string {
+	return unverifiedJTI(token)
+}
+
+// GenerateAccessToken signs the token and returns its jti as signature.
+func (s *jtiStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	token, _, err := s.DefaultJWTStrategy.GenerateAccessToken(ctx, r)
+	if err != nil {
+		return "", "", err
+	}
+	return token, unverifiedJTI(token), nil
+}
+
+func unverifiedJTI(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(token) > 16<<10 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return ""
+	}
+	return c.JTI
 }

@@ -29,8 +29,10 @@ type Server struct {
 	GrantTypes []string
 	// Sealing holds the keys apps seal passcodes to.
 	Sealing *sealing.Ring
-	Log     *slog.Logger
-	Now     func() time.Time
+	// RevokeRefresh revokes authd's own refresh tokens (RFC 7009).
+	RevokeRefresh RevokeRefreshFunc
+	Log           *slog.Logger
+	Now           func() time.Time
 }
 
 // Mux is where routes are registered: an *http.ServeMux, or a recorder in

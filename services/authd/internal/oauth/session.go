@@ -30,6 +30,14 @@ type Session struct {
 	// SessionExpiresAt is the session's absolute end; zero means the
 	// session ends with its access token (no refresh).
 	SessionExpiresAt time.Time
+	// RefreshToken (returned once) and RefreshTokenID (recorded) when the
+	// grant issues one; IdleExpiresAt ends the session unless refreshed.
+	RefreshToken, RefreshTokenID string
+	IdleExpiresAt                time.Time
+	// Recorded is set when the grant already appended the event that
+	// records this access token (the refresh grant does, atomically with
+	// its decision), so storage does not start a session.
+	Recorded bool
 }
 
 // NewSession returns an empty session whose access tokens are RFC 9068

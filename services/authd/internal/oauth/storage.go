@@ -47,9 +47,10 @@ var (
 )
 
 // TokenID is the identifier under which an access token is recorded: the
-// SHA-256 of its JWS signature. The token itself is never stored.
-func TokenID(signature string) string {
-	sum := sha256.Sum256([]byte(signature))
+// SHA-256 of its jti (fosite's "signature" of an access token is its jti,
+// see jtiStrategy). The token itself is never stored.
+func TokenID(jti string) string {
+	sum := sha256.Sum256([]byte(jti))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
@@ -102,6 +103,9 @@ func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string
 	if !ok {
 		return fmt.Errorf("session is %T, want *oauth.Session", req.GetSession())
 	}
+	if sess.Recorded {
+		return nil
+	}
 	claims := sess.JWTClaims
 	grant := ""
 	if ar, ok := req.(fosite.AccessRequester); ok && len(ar.GetGrantTypes()) > 0 {
@@ -123,6 +127,7 @@ func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string
 		ClientID: req.GetClient().GetID(), GrantType: grant, ACR: acr, AMR: amr, AuthTime: authTime,
 		KeyThumbprint: sess.KeyThumbprint, Scopes: nonNil(req.GetGrantedScopes()), Audience: nonNil(req.GetGrantedAudience()),
 		AccessTokenID: TokenID(signature), AccessTokenExpiresAt: accessExp.UTC(), ExpiresAt: sessionExp.UTC(),
+		RefreshTokenID: sess.RefreshTokenID, IdleExpiresAt: sess.IdleExpiresAt.UTC(),
 	}
 	_, err := s.Events.Append(ctx, eventstore.Append{
 		StreamID: req.GetID(), StreamType: events.StreamSession, UserID: sess.UserID,
@@ -160,32 +165,32 @@ func (s *Storage) GetAccessTokenSession(ctx context.Context, signature string, _
 	if err != nil {
 		return nil, err
 	}
-	client, ok := s.Clients.Get(tok.ClientID)
+	client, ok := s.Clients.Get(sess.ClientID)
 	if !ok {
 		// The client was removed from the configuration: its tokens die.
 		return nil, fosite.ErrNotFound
 	}
 	fs := NewSession()
 	fs.UserID, fs.DeviceID = sess.UserID, sess.DeviceID
-	fs.Subject = tok.Subject
-	fs.JWTClaims.Subject = tok.Subject
+	fs.Subject = sess.Subject
+	fs.JWTClaims.Subject = sess.Subject
 	fs.JWTClaims.IssuedAt = tok.IssuedAt
 	fs.JWTClaims.ExpiresAt = tok.ExpiresAt
 	fs.SetExpiresAt(fosite.AccessToken, tok.ExpiresAt)
 	fs.SetClaim(ClaimSID, tok.SessionID)
-	fs.SetClaim(ClaimClientID, tok.ClientID)
-	if tok.ACR != "" {
-		fs.SetClaim(ClaimACR, tok.ACR)
-		fs.SetClaim(ClaimAMR, tok.AMR)
-		fs.SetClaim(ClaimAuthTime, tok.AuthTime.Unix())
+	fs.SetClaim(ClaimClientID, sess.ClientID)
+	if sess.ACR != "" {
+		fs.SetClaim(ClaimACR, sess.ACR)
+		fs.SetClaim(ClaimAMR, sess.AMR)
+		fs.SetClaim(ClaimAuthTime, sess.AuthTime.Unix())
 	}
-	if tok.KeyThumbprint != "" {
-		fs.BindTo(tok.KeyThumbprint)
+	if sess.KeyThumbprint != "" {
+		fs.BindTo(sess.KeyThumbprint)
 	}
 	req := &fosite.Request{
 		ID: tok.SessionID, RequestedAt: tok.IssuedAt, Client: client,
-		RequestedScope: tok.Scopes, GrantedScope: tok.Scopes,
-		RequestedAudience: tok.Audience, GrantedAudience: tok.Audience,
+		RequestedScope: sess.Scopes, GrantedScope: sess.Scopes,
+		RequestedAudience: sess.Audience, GrantedAudience: sess.Audience,
 		Form: url.Values{}, Session: fs,
 	}
 	if !active {

@@ -27,8 +27,11 @@ type Session struct {
 	AMR           []string   `json:"amr,omitempty"`
 	AuthTime      time.Time  `json:"auth_time"`
 	KeyThumbprint string     `json:"key_jkt,omitempty"`
+	Scopes        []string   `json:"scopes,omitempty"`
+	Audience      []string   `json:"audience,omitempty"`
 	StartedAt     time.Time  `json:"started_at"`
 	ExpiresAt     time.Time  `json:"expires_at"`
+	IdleExpiresAt time.Time  `json:"idle_expires_at,omitempty"`
 	RevokedAt     *time.Time `json:"revoked_at,omitempty"`
 	RevokeReason  string     `json:"revoke_reason,omitempty"`
 	Version       int64      `json:"version"`
@@ -36,7 +39,7 @@ type Session struct {
 
 // Active reports whether the session may still back tokens at now.
 func (s *Session) Active(now time.Time) bool {
-	return s.RevokedAt == nil && now.Before(s.ExpiresAt)
+	return s.RevokedAt == nil && now.Before(s.ExpiresAt) && (s.IdleExpiresAt.IsZero() || now.Before(s.IdleExpiresAt))
 }
 
 // Sessions projects session streams into one document per session, owned
@@ -63,7 +66,11 @@ func Sessions(reg *events.Registry) projection.Projection {
 			case *events.SessionStartedV1:
 				s = Session{SessionID: ev.StreamID, UserID: p.UserID, Subject: p.Subject, ClientID: p.ClientID,
 					DeviceID: p.DeviceID, GrantType: p.GrantType, ACR: p.ACR, AMR: p.AMR, AuthTime: p.AuthTime,
-					KeyThumbprint: p.KeyThumbprint, StartedAt: ev.OccurredAt, ExpiresAt: p.ExpiresAt}
+					KeyThumbprint: p.KeyThumbprint, Scopes: p.Scopes, Audience: p.Audience,
+					StartedAt: ev.OccurredAt, ExpiresAt: p.ExpiresAt,
+					IdleExpiresAt: p.IdleExpiresAt}
+			case *events.SessionRefreshedV1:
+				s.IdleExpiresAt = p.IdleExpiresAt
 			case *events.SessionRevokedV1:
 				if s.RevokedAt == nil {
 					at := ev.OccurredAt
@@ -86,47 +93,88 @@ func Sessions(reg *events.Registry) projection.Projection {
 }
 
 // AccessToken is one row of the access_tokens read model: what
-// introspection and revocation need to find a token's session.
+// introspection and revocation need to find a token's session (the claims
+// are the session's).
 type AccessToken struct {
-	TokenID       string    `json:"token_id"`
-	SessionID     string    `json:"sid"`
-	ClientID      string    `json:"client_id"`
-	Subject       string    `json:"subject"`
-	Scopes        []string  `json:"scopes"`
-	Audience      []string  `json:"audience"`
-	IssuedAt      time.Time `json:"issued_at"`
-	ExpiresAt     time.Time `json:"expires_at"`
-	KeyThumbprint string    `json:"key_jkt,omitempty"`
-	ACR           string    `json:"acr,omitempty"`
-	AMR           []string  `json:"amr,omitempty"`
-	AuthTime      time.Time `json:"auth_time"`
+	TokenID   string    `json:"token_id"`
+	SessionID string    `json:"sid"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// AccessTokens indexes issued access tokens by token id, owned by their
-// session.
+// AccessTokens indexes issued access tokens (first and refreshed) by token
+// id, owned by their session.
 func AccessTokens(reg *events.Registry) projection.Projection {
-	decode := func(ev eventstore.Event) (*events.SessionStartedV1, bool) {
-		if ev.StreamType != events.StreamSession || ev.Type != events.SessionStarted {
-			return nil, false
+	decode := func(ev eventstore.Event) (id string, exp time.Time, ok bool) {
+		if ev.StreamType != events.StreamSession {
+			return "", time.Time{}, false
 		}
-		p, err := events.DecodeAs[events.SessionStartedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
-		return p, err == nil
+		switch ev.Type {
+		case events.SessionStarted:
+			p, err := events.DecodeAs[events.SessionStartedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
+			if err == nil {
+				return p.AccessTokenID, p.AccessTokenExpiresAt, p.AccessTokenID != ""
+			}
+		case events.SessionRefreshed:
+			p, err := events.DecodeAs[events.SessionRefreshedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
+			if err == nil {
+				return p.AccessTokenID, p.AccessTokenExpiresAt, p.AccessTokenID != ""
+			}
+		}
+		return "", time.Time{}, false
 	}
 	return projection.Typed[AccessToken]{
 		ProjectionName: AccessTokensName,
 		KeyOf: func(ev eventstore.Event) (string, bool) {
-			p, ok := decode(ev)
-			if !ok || p.AccessTokenID == "" {
-				return "", false
-			}
-			return p.AccessTokenID, true
+			id, _, ok := decode(ev)
+			return id, ok
 		},
 		Fold: func(_ *AccessToken, ev eventstore.Event) (*AccessToken, string, error) {
-			p, _ := decode(ev)
-			return &AccessToken{TokenID: p.AccessTokenID, SessionID: ev.StreamID, ClientID: p.ClientID,
-				Subject: p.Subject, Scopes: p.Scopes, Audience: p.Audience, IssuedAt: ev.OccurredAt,
-				ExpiresAt: p.AccessTokenExpiresAt, KeyThumbprint: p.KeyThumbprint, ACR: p.ACR, AMR: p.AMR,
-				AuthTime: p.AuthTime}, ev.StreamID, nil
+			id, exp, _ := decode(ev)
+			return &AccessToken{TokenID: id, SessionID: ev.StreamID, IssuedAt: ev.OccurredAt, ExpiresAt: exp}, ev.StreamID, nil
+		},
+	}
+}
+
+// RefreshTokensName is the inline index of refresh tokens.
+const RefreshTokensName = "refresh_tokens"
+
+// RefreshToken is one row of the refresh_tokens index: which session a
+// refresh token (by id, a keyed hash) belongs to. Old tokens stay, so a
+// reused one still finds the session it must end.
+type RefreshToken struct {
+	TokenID   string `json:"token_id"`
+	SessionID string `json:"sid"`
+}
+
+// RefreshTokens indexes every refresh token ever issued by id.
+func RefreshTokens(reg *events.Registry) projection.Projection {
+	decode := func(ev eventstore.Event) (string, bool) {
+		if ev.StreamType != events.StreamSession {
+			return "", false
+		}
+		switch ev.Type {
+		case events.SessionStarted:
+			p, err := events.DecodeAs[events.SessionStartedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
+			if err != nil {
+				return "", false
+			}
+			return p.RefreshTokenID, p.RefreshTokenID != ""
+		case events.SessionRefreshed:
+			p, err := events.DecodeAs[events.SessionRefreshedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
+			if err != nil || p.Repeat {
+				return "", false
+			}
+			return p.TokenID, p.TokenID != ""
+		}
+		return "", false
+	}
+	return projection.Typed[RefreshToken]{
+		ProjectionName: RefreshTokensName,
+		KeyOf:          decode,
+		Fold: func(_ *RefreshToken, ev eventstore.Event) (*RefreshToken, string, error) {
+			id, _ := decode(ev)
+			return &RefreshToken{TokenID: id, SessionID: ev.StreamID}, ev.StreamID, nil
 		},
 	}
 }

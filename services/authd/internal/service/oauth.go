@@ -18,6 +18,7 @@ import (
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/domain/activation"
 	"strongroom.dev/services/authd/internal/domain/device"
+	"strongroom.dev/services/authd/internal/domain/session"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/keys"
 	"strongroom.dev/services/authd/internal/oauth"
@@ -42,7 +43,7 @@ const (
 
 // servedGrants are the grant types the token endpoint serves today; the
 // device grants join as they land.
-var servedGrants = []string{oauth.GrantClientCredentials, oauth.GrantPasscode}
+var servedGrants = []string{oauth.GrantClientCredentials, oauth.GrantPasscode, oauth.GrantRefreshToken}
 
 // setupOAuth wires the OAuth2 server: signing keys, clients, fosite over
 // the event-sourced storage, DPoP nonces and replay memory, the back office.
@@ -81,13 +82,17 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	fconf.TokenEndpointHandlers.Append(&oauth.PasscodeGrant{
 		SignIn: devices.PasscodeSignIn, Helper: helper, Scopes: fosite.ExactScopeStrategy,
 		AccessLifetime: cfg.AccessTokenLifetime, SessionLifetime: SessionLifetime, Now: time.Now,
+		RefreshTokens: devices.RefreshTokens, RefreshLifetime: devices.RefreshLifetime,
+	})
+	fconf.TokenEndpointHandlers.Append(&oauth.RefreshGrant{
+		Refresh: devices.Refresh, Helper: helper, AccessLifetime: cfg.AccessTokenLifetime, Now: time.Now,
 	})
 	a.OAuth = &oauth.Server{
 		Provider: provider, Storage: storage, Signer: signer, Keys: src,
 		Proofs:  &oauth.ProofChecker{Nonces: nonces, Replay: a.onetime, Now: time.Now},
 		Devices: oauth.StreamDeviceKeys{Events: a.Store, Registry: events.Default},
 		Issuer:  cfg.Issuer, AdminURL: cfg.AdminURL, GrantTypes: servedGrants, Log: a.log, Now: time.Now,
-		Sealing: devices.Sealing,
+		Sealing: devices.Sealing, RevokeRefresh: devices.RevokeRefreshToken,
 	}
 	a.Devices = devices
 	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
@@ -96,8 +101,12 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	return nil
 }
 
-// SessionLifetime is a session's absolute lifetime (CONTRACT.md: 12 h).
-const SessionLifetime = 12 * time.Hour
+// SessionLifetime is a session's absolute lifetime (CONTRACT.md: 12 h);
+// RefreshLifetime its idle lifetime, the refresh tokens' (at most 30 min).
+const (
+	SessionLifetime = 12 * time.Hour
+	RefreshLifetime = 30 * time.Minute
+)
 
 // setupDevices wires the device use cases: activation codes (HMAC key
 // shared through the database), sealing keys, Argon2id with peppers.
@@ -112,6 +121,18 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 		return nil, err
 	}
 	codes, err := activation.NewCodes("s1", codeKey)
+	if err != nil {
+		return nil, err
+	}
+	refreshKey := make([]byte, 32)
+	if a.pool != nil {
+		if refreshKey, err = pgstore.ServerSecret(ctx, a.pool, "refresh_hmac"); err != nil {
+			return nil, err
+		}
+	} else if _, err := rand.Read(refreshKey); err != nil {
+		return nil, err
+	}
+	refreshTokens, err := session.NewTokens(refreshKey)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +165,7 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 		Events: a.Store, Secrets: secrets, Registry: events.Default, Models: a.ReadModels, Codes: codes,
 		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
 		MaxDevices: maxDevices, ActivationTTL: 24 * time.Hour, Now: time.Now,
+		RefreshTokens: refreshTokens, RefreshLifetime: RefreshLifetime,
 	}, nil
 }
 

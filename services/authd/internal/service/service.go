@@ -33,7 +33,8 @@ import (
 // projections returns the read models authd maintains: inline ones (read
 // by the request that wrote them) and asynchronous ones.
 func projections() (inline, async []projection.Projection) {
-	return []projection.Projection{readmodel.Sessions(events.Default), readmodel.AccessTokens(events.Default)},
+	return []projection.Projection{readmodel.Sessions(events.Default), readmodel.AccessTokens(events.Default),
+			readmodel.RefreshTokens(events.Default)},
 		[]projection.Projection{readmodel.Devices(events.Default)}
 }
 

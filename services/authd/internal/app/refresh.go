@@ -1,0 +1,141 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"strongroom.dev/api/events"
+	"strongroom.dev/services/authd/internal/domain/session"
+	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/projection"
+	"strongroom.dev/services/authd/internal/readmodel"
+)
+
+// Refreshed is a successful refresh.
+type Refreshed struct {
+	Session *session.State
+	// RefreshToken is the successor to hand out: a new one, or the same
+	// one again when the presented token's successor was not used yet.
+	RefreshToken  string
+	IdleExpiresAt time.Time
+}
+
+// Refresh rotates a refresh token (CONTRACT.md, Token endpoint). The
+// decision and its event are one compare-and-set append on the session
+// stream, retried on a conflict with fresh state, so:
+//   - parallel refreshes with the same token all get the same successor
+//     (the first rotates, the rest find the token is now the previous one
+//     and repeat), and exactly one chain continues;
+//   - a token older than the previous one, or any token with another key,
+//     is reuse: session.refresh_reuse_detected ends the session;
+//   - once a revocation has committed, no refresh of the session succeeds
+//     (its append moved the version; the retry sees the session ended).
+//
+// accessTokenID and accessExpiresAt describe the access token the caller
+// will sign for this refresh; it is recorded in the same event.
+func (s *Service) Refresh(ctx context.Context, token, jkt, accessTokenID string, accessExpiresAt time.Time) (*Refreshed, error) {
+	invalid := func() error { return refuse(400, "invalid_grant", "invalid_grant", "the refresh token is not valid") }
+	id := s.RefreshTokens.ID(token)
+	if id == "" {
+		return nil, invalid()
+	}
+	doc, ok, err := s.Models.Get(ctx, readmodel.RefreshTokensName, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, invalid()
+	}
+	rt, err := projection.Decode[readmodel.RefreshToken](doc)
+	if err != nil {
+		return nil, err
+	}
+	var out *Refreshed
+	reused := false
+	err = retry(func() error {
+		evs, err := s.Events.ReadStream(ctx, rt.SessionID, 0)
+		if err != nil {
+			return err
+		}
+		st, err := session.Fold(s.Registry, evs)
+		if err != nil {
+			return err
+		}
+		now := s.Now()
+		if st == nil || !st.Active(now) {
+			return invalid()
+		}
+		decision := st.Decide(id, jkt)
+		if decision == session.Reuse {
+			reused = true
+			_, err := s.Events.Append(ctx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
+				Events: []eventstore.Pending{{Type: events.SessionRefreshReuse, Payload: events.SessionRefreshReuseDetectedV1{TokenID: id, KeyThumbprint: jkt}}}})
+			return err
+		}
+		successor := s.RefreshTokens.Successor(token)
+		idle := minTime(now.Add(s.RefreshLifetime), st.ExpiresAt).UTC()
+		ev := events.SessionRefreshedV1{PreviousTokenID: id, TokenID: s.RefreshTokens.ID(successor),
+			Repeat: decision == session.Repeat, AccessTokenID: accessTokenID,
+			AccessTokenExpiresAt: accessExpiresAt.UTC(), IdleExpiresAt: idle}
+		if _, err := s.Events.Append(ctx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
+			Events: []eventstore.Pending{{Type: events.SessionRefreshed, Payload: ev}}}); err != nil {
+			return err
+		}
+		out = &Refreshed{Session: st, RefreshToken: successor, IdleExpiresAt: idle}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reused {
+		return nil, refuse(400, "invalid_grant", "refresh_token_reused", "the refresh token was already used: the session has ended")
+	}
+	return out, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// RevokeRefreshToken ends the session of a refresh token (RFC 7009). Only
+// the holder may: the same client, and the proof's key must be the
+// session's. Anything else is answered like an unknown token, and changes
+// nothing.
+func (s *Service) RevokeRefreshToken(ctx context.Context, token, jkt, clientID string) error {
+	id := s.RefreshTokens.ID(token)
+	if id == "" {
+		return nil
+	}
+	doc, ok, err := s.Models.Get(ctx, readmodel.RefreshTokensName, id)
+	if err != nil || !ok {
+		return err
+	}
+	rt, err := projection.Decode[readmodel.RefreshToken](doc)
+	if err != nil {
+		return err
+	}
+	evs, err := s.Events.ReadStream(ctx, rt.SessionID, 0)
+	if err != nil {
+		return err
+	}
+	st, err := session.Fold(s.Registry, evs)
+	if err != nil || st == nil || st.ClientID != clientID || st.KeyThumbprint != jkt || st.Revoked {
+		return err
+	}
+	return retry(func() error {
+		evs, err := s.Events.ReadStream(ctx, rt.SessionID, 0)
+		if err != nil {
+			return err
+		}
+		st, err := session.Fold(s.Registry, evs)
+		if err != nil || st.Revoked {
+			return err
+		}
+		_, err = s.Events.Append(ctx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
+			Events: []eventstore.Pending{{Type: events.SessionRevoked, Payload: events.SessionRevokedV1{Reason: "token_revoked"}}}})
+		return err
+	})
+}
