@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -150,14 +151,21 @@ func validID(id string) bool {
 func userStream(userID string) string { return "user-" + userID }
 
 // retry runs f again when it lost an optimistic-concurrency race: the
-// decision is retaken on fresh state each time.
+// decision is retaken on fresh state each time. Many parallel requests on
+// one stream (a burst of refreshes) each win one round, so the bound is
+// generous; a short random pause spreads the contenders.
 func retry(f func() error) error {
 	var err error
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := 0; attempt < 128; attempt++ {
 		err = f()
 		if !errors.Is(err, eventstore.ErrConflict) {
 			return err
 		}
+		if attempt > 2 {
+			time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt/8, 4))))
+		}
 	}
-	return fmt.Errorf("gave up after repeated conflicts: %w", err)
+	e := errBusy()
+	e.Detail = "too many concurrent changes; try again"
+	return fmt.Errorf("%w (%v)", e, err)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"time"
 
@@ -248,8 +249,11 @@ func (s *Storage) RevokeSession(ctx context.Context, sid, reason, operator strin
 			StreamID: sid, StreamType: events.StreamSession, ExpectedVersion: evs[len(evs)-1].Version,
 			Events: []eventstore.Pending{{Type: events.SessionRevoked, Payload: events.SessionRevokedV1{Reason: reason, Operator: operator}}},
 		})
-		if errors.Is(err, eventstore.ErrConflict) && attempt < 3 {
-			continue // something else happened to the session; look again
+		if errors.Is(err, eventstore.ErrConflict) && attempt < 128 {
+			// Something else happened to the session (a refresh): look
+			// again. A revocation must win however busy the session is.
+			time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt/8, 4))))
+			continue
 		}
 		return err
 	}

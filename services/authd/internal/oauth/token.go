@@ -130,7 +130,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			ar.GrantScope(sc) // fosite already refused scopes the client lacks
 		}
 	}
-	session.JWTClaims.JTI = uuid.NewString()
+	if session.JWTClaims.JTI == "" { // the refresh grant chose it to record it
+		session.JWTClaims.JTI = uuid.NewString()
+	}
 	session.SetClaim(ClaimClientID, client.GetID())
 	session.SetClaim(ClaimSID, ar.GetID())
 	if proof != nil {

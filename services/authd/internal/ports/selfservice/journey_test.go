@@ -18,6 +18,8 @@ const backoff = 200 * time.Millisecond
 // /v1/sessions with the DPoP-bound token → wrong passcodes → throttle →
 // lock → reset → sign in again; each step's events are in the log, in order.
 func TestJourney(t *testing.T) {
+	// The wait must outlast three sign-ins even under the race detector.
+	const backoff = time.Second
 	s := authdtest.Start(t, authdtest.Options{PasscodeBackoff: backoff})
 	ctx := context.Background()
 	app, err := mobileclient.New(s.PublicURL, s.Client)

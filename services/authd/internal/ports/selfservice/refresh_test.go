@@ -1,0 +1,207 @@
+package selfservice_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+
+	"strongroom.dev/services/authd/internal/authdtest"
+	"strongroom.dev/services/authd/mobileclient"
+)
+
+func introspectActive(t *testing.T, s *authdtest.Server, token string) bool {
+	t.Helper()
+	r := s.Form(t, s.AdminURL+"/oauth2/introspect", basicAuth("back-office", s.AdminSecret), url.Values{"token": {token}})
+	if r.Status != 200 {
+		t.Fatalf("introspect: %d %s", r.Status, r.Body)
+	}
+	return r.JSON(t)["active"] == true
+}
+
+func basicAuth(id, secret string) http.Header {
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.SetBasicAuth(id, secret)
+	return http.Header{"Authorization": req.Header["Authorization"]}
+}
+
+// TestRefreshRotation: rotation on every use; the old token again while
+// its successor is unused gives the very same successor; once the
+// successor is used, the old token is reuse and ends the session, every
+// token of it goes inactive, and the audit trail records the reuse with
+// its IP and trace id.
+func TestRefreshRotation(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "jane", "102938")
+	t0, err := app.SignIn(ctx, "102938")
+	if err != nil || t0.RefreshToken == "" {
+		t.Fatalf("sign in: %+v, %v", t0, err)
+	}
+	t1, err := app.Refresh(ctx, t0.RefreshToken)
+	if err != nil || t1.RefreshToken == "" || t1.RefreshToken == t0.RefreshToken || t1.TokenType != "DPoP" {
+		t.Fatalf("first refresh: %+v, %v", t1, err)
+	}
+	again, err := app.Refresh(ctx, t0.RefreshToken) // a lost response: ask again
+	if err != nil || again.RefreshToken != t1.RefreshToken || again.AccessToken == t1.AccessToken {
+		t.Fatalf("repeat: %+v, %v", again, err)
+	}
+	t2, err := app.Refresh(ctx, t1.RefreshToken) // the chain continues
+	if err != nil || t2.RefreshToken == t1.RefreshToken {
+		t.Fatalf("second refresh: %+v, %v", t2, err)
+	}
+	if !introspectActive(t, s, t2.AccessToken) {
+		t.Fatal("the newest access token is inactive")
+	}
+	// Sign-in facts survive refreshes: acr and auth_time are the sign-in's.
+	if _, err := app.Sessions(ctx, t2); err != nil {
+		t.Fatalf("refreshed token at /v1: %v", err)
+	}
+	// t0 now is two generations old: reuse.
+	if _, err := app.Refresh(ctx, t0.RefreshToken); mobileclient.Code(err) != "refresh_token_reused" {
+		t.Fatalf("reuse: %v", err)
+	}
+	for _, tok := range []*mobileclient.Tokens{t0, t1, again, t2} {
+		if introspectActive(t, s, tok.AccessToken) {
+			t.Fatal("an access token of the reused session is still active")
+		}
+	}
+	if _, err := app.Refresh(ctx, t2.RefreshToken); err == nil {
+		t.Fatal("the session continued after reuse")
+	}
+	// The audit trail shows the reuse, with who and where.
+	admin, _ := s.AdminToken(t, nil)
+	r := s.Do(t, http.MethodGet, s.AdminURL+"/admin/v1/users/jane/events?operator=auditor&limit=500",
+		http.Header{"Authorization": {"Bearer " + admin}}, "")
+	found := false
+	for _, e := range r.JSON(t)["events"].([]any) {
+		ev := e.(map[string]any)
+		if ev["type"] == "session.refresh_reuse_detected" {
+			found = ev["ip"] == "127.0.0.1" && len(ev["trace_id"].(string)) == 32
+		}
+	}
+	if !found {
+		t.Fatalf("no reuse with IP and trace id in the audit trail: %s", r.Body)
+	}
+}
+
+// TestParallelRefreshes: 50 refreshes at once with the same token from
+// the same device all get the same successor; the session stays valid and
+// exactly one chain continues.
+func TestParallelRefreshes(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "kim", "564738")
+	tok, err := app.SignIn(ctx, "564738")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	successors := map[string]int{}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := *app
+			got, err := c.Refresh(ctx, tok.RefreshToken)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				successors["error: "+err.Error()]++
+				return
+			}
+			successors[got.RefreshToken]++
+		}()
+	}
+	wg.Wait()
+	if len(successors) != 1 {
+		t.Fatalf("parallel refreshes got %d different answers: %v", len(successors), successors)
+	}
+	var next string
+	for k := range successors {
+		next = k
+	}
+	cont, err := app.Refresh(ctx, next)
+	if err != nil {
+		t.Fatalf("the chain does not continue: %v", err)
+	}
+	if !introspectActive(t, s, cont.AccessToken) {
+		t.Fatal("the session ended")
+	}
+}
+
+// TestRefreshWithAnotherKeyIsReuse: the right token with another DPoP key
+// ends the session.
+func TestRefreshWithAnotherKeyIsReuse(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "liam", "246802")
+	tok, err := app.SignIn(ctx, "246802")
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief, _ := mobileclient.New(s.PublicURL, s.Client)
+	if _, err := thief.Refresh(ctx, tok.RefreshToken); mobileclient.Code(err) != "refresh_token_reused" {
+		t.Fatalf("another key: %v", err)
+	}
+	if _, err := app.Refresh(ctx, tok.RefreshToken); err == nil {
+		t.Fatal("the session survived a refresh by another key")
+	}
+	if introspectActive(t, s, tok.AccessToken) {
+		t.Fatal("the access token is still active")
+	}
+}
+
+// TestRefreshRacingRevocation: once a revocation has committed, no refresh
+// of the session succeeds — whatever was in flight.
+func TestRefreshRacingRevocation(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "mia", "135246")
+	for round := range 5 {
+		tok, err := app.SignIn(ctx, "135246")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid := sessionOf(t, s, tok.AccessToken)
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := *app
+				_, _ = c.Refresh(ctx, tok.RefreshToken)
+			}()
+		}
+		if err := s.App.OAuth.Storage.RevokeSession(ctx, sid, "signed_out", ""); err != nil {
+			t.Fatal(err)
+		}
+		// After the revocation committed, a refresh never succeeds.
+		if _, err := app.Refresh(ctx, tok.RefreshToken); err == nil {
+			t.Fatalf("round %d: refresh after revocation succeeded", round)
+		}
+		wg.Wait()
+		// And in the log, nothing was refreshed after the revocation.
+		evs, _ := s.App.Store.ReadStream(ctx, sid, 0)
+		revoked := false
+		for _, ev := range evs {
+			if ev.Type == "session.revoked" {
+				revoked = true
+			} else if revoked && ev.Type == "session.refreshed" {
+				t.Fatalf("round %d: refreshed after revoked", round)
+			}
+		}
+	}
+}
+
+func sessionOf(t *testing.T, s *authdtest.Server, token string) string {
+	t.Helper()
+	r := s.Form(t, s.AdminURL+"/oauth2/introspect", basicAuth("back-office", s.AdminSecret), url.Values{"token": {token}})
+	sid, _ := r.JSON(t)["sid"].(string)
+	if sid == "" {
+		t.Fatalf("no sid: %s", r.Body)
+	}
+	return sid
+}
