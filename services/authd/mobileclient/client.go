@@ -385,3 +385,24 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (*Tokens, err
 	}
 	return &t, nil
 }
+
+// SignOut ends one of the user's sessions (DELETE /v1/sessions/{sid}).
+func (c *Client) SignOut(ctx context.Context, t *Tokens, sid string) error {
+	return c.delete(ctx, t, "/v1/sessions/"+url.PathEscape(sid))
+}
+
+// RemoveDevice revokes one of the user's devices and all its sessions.
+func (c *Client) RemoveDevice(ctx context.Context, t *Tokens, deviceID string) error {
+	return c.delete(ctx, t, "/v1/devices/"+url.PathEscape(deviceID))
+}
+
+func (c *Client) delete(ctx context.Context, t *Tokens, path string) error {
+	resp, raw, err := c.request(ctx, http.MethodDelete, path, nil, t.AccessToken)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusNoContent {
+		return apiError(resp, raw)
+	}
+	return nil
+}

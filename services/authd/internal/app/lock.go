@@ -134,3 +134,16 @@ func (s *Service) RevokeUnfinished(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// RemoveDevice is the user's own removal of one of their devices; a
+// device of another user is unknown to them.
+func (s *Service) RemoveDevice(ctx context.Context, userID, deviceID string) error {
+	d, err := s.readDevice(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	if d == nil || d.UserID != userID || d.Status == device.Revoked {
+		return errDeviceUnknown()
+	}
+	return s.RevokeDevice(ctx, deviceID, "removed_by_user", "")
+}

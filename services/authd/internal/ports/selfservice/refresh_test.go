@@ -9,6 +9,7 @@ import (
 
 	"strongroom.dev/services/authd/internal/authdtest"
 	"strongroom.dev/services/authd/mobileclient"
+	"strongroom.dev/services/dpop"
 )
 
 func introspectActive(t *testing.T, s *authdtest.Server, token string) bool {
@@ -204,4 +205,87 @@ func sessionOf(t *testing.T, s *authdtest.Server, token string) string {
 		t.Fatalf("no sid: %s", r.Body)
 	}
 	return sid
+}
+
+// TestSelfService: a user signs out of one session and removes a device;
+// objects of another user answer 404 like missing ones; a revoked refresh
+// token (RFC 7009) ends its session.
+func TestSelfService(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	phone := enrolled(t, s, "nora", "111333")
+	tablet := enrolled(t, s, "nora", "111333")
+	other := enrolled(t, s, "oscar", "222444")
+	p1, err := phone.SignIn(ctx, "111333")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := phone.SignIn(ctx, "111333")
+	tb, _ := tablet.SignIn(ctx, "111333")
+	o, _ := other.SignIn(ctx, "222444")
+	list, err := phone.Sessions(ctx, p1)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("nora's sessions: %+v, %v", list, err)
+	}
+	// Oscar cannot see or touch Nora's things.
+	if err := other.SignOut(ctx, o, sessionOf(t, s, p2.AccessToken)); mobileclient.Code(err) != "not_found" {
+		t.Fatalf("another user's session: %v", err)
+	}
+	if err := other.RemoveDevice(ctx, o, tablet.DeviceID); mobileclient.Code(err) != "not_found" {
+		t.Fatalf("another user's device: %v", err)
+	}
+	if err := phone.SignOut(ctx, p1, "no-such-session"); mobileclient.Code(err) != "not_found" {
+		t.Fatalf("missing session: %v", err)
+	}
+	if !introspectActive(t, s, p2.AccessToken) || !introspectActive(t, s, tb.AccessToken) {
+		t.Fatal("refused requests changed something")
+	}
+	// Sign out of p2 from p1.
+	if err := phone.SignOut(ctx, p1, sessionOf(t, s, p2.AccessToken)); err != nil {
+		t.Fatalf("sign out: %v", err)
+	}
+	if introspectActive(t, s, p2.AccessToken) || !introspectActive(t, s, p1.AccessToken) {
+		t.Fatal("sign-out ended the wrong session")
+	}
+	// Remove the tablet: its session ends, its key is unknown.
+	if err := phone.RemoveDevice(ctx, p1, tablet.DeviceID); err != nil {
+		t.Fatalf("remove device: %v", err)
+	}
+	if introspectActive(t, s, tb.AccessToken) {
+		t.Fatal("the removed device's session is still active")
+	}
+	if _, err := tablet.SignIn(ctx, "111333"); mobileclient.Code(err) != "device_unknown" {
+		t.Fatalf("removed device signs in: %v", err)
+	}
+	// RFC 7009 on a refresh token, by its holder, ends the session.
+	form := url.Values{"token": {p1.RefreshToken}, "client_id": {"mobile-app"}}
+	if r := s.Form(t, s.PublicURL+"/oauth2/revoke", nil, form); r.Status != 400 {
+		t.Fatalf("revocation without a proof: %d", r.Status)
+	}
+	if !introspectActive(t, s, p1.AccessToken) {
+		t.Fatal("a refused revocation ended the session")
+	}
+	if err := phoneRevoke(t, s, phone, p1.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if introspectActive(t, s, p1.AccessToken) {
+		t.Fatal("revoking the refresh token did not end the session")
+	}
+	if _, err := phone.Refresh(ctx, p1.RefreshToken); err == nil {
+		t.Fatal("a revoked refresh token still refreshes")
+	}
+}
+
+func phoneRevoke(t *testing.T, s *authdtest.Server, app *mobileclient.Client, refresh string) error {
+	t.Helper()
+	u := s.PublicURL + "/oauth2/revoke"
+	p, err := dpop.NewProof(app.DeviceKey, "POST", u, "", "", nowish())
+	if err != nil {
+		return err
+	}
+	r := s.Form(t, u, http.Header{"DPoP": {p}}, url.Values{"token": {refresh}, "client_id": {"mobile-app"}})
+	if r.Status != 200 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	return nil
 }

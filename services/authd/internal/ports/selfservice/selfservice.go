@@ -44,6 +44,71 @@ func (a *API) Routes(public oauth.Mux) {
 	public.HandleFunc("POST /v1/devices", a.enroll)
 	public.HandleFunc("PUT /v1/devices/{device_id}/passcode", a.setPasscode)
 	public.HandleFunc("GET /v1/sessions", a.sessions)
+	public.HandleFunc("DELETE /v1/sessions/{sid}", a.signOut)
+	public.HandleFunc("DELETE /v1/devices/{device_id}", a.removeDevice)
+}
+
+// caller authenticates a /v1 request by its DPoP-bound access token.
+func (a *API) caller(w http.ResponseWriter, r *http.Request) (*oauth.Caller, bool) {
+	caller, err := a.OAuth.Authenticate(r.Context(), r, a.OAuth.Issuer+r.URL.EscapedPath(), a.OAuth.Issuer+Resource, "")
+	var ae *oauth.AuthError
+	if errors.As(err, &ae) {
+		oauth.WriteAuthError(w, ae)
+		problem.Write(w, ae.Status, ae.Code, ae.Reason)
+		return nil, false
+	}
+	if err != nil {
+		a.writeError(w, r, err)
+		return nil, false
+	}
+	return caller, true
+}
+
+// signOut serves DELETE /v1/sessions/{sid}: one session.revoked, obeyed at
+// once by every token of the session. Another user's session answers 404
+// like a missing one.
+func (a *API) signOut(w http.ResponseWriter, r *http.Request) {
+	caller, ok := a.caller(w, r)
+	if !ok {
+		return
+	}
+	sid := r.PathValue("sid")
+	doc, found, err := a.Models.Get(r.Context(), readmodel.SessionsName, sid)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if !found || doc.Owner == "" || doc.Owner != caller.Subject {
+		problem.Write(w, http.StatusNotFound, "not_found", "no such session")
+		return
+	}
+	ctx := eventstore.WithActor(r.Context(), eventstore.Actor{Kind: "user", ID: caller.Subject})
+	if err := a.OAuth.Storage.RevokeSession(ctx, sid, "signed_out", ""); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// removeDevice serves DELETE /v1/devices/{device_id}: the device is
+// revoked with all its sessions. Another user's device answers 404.
+func (a *API) removeDevice(w http.ResponseWriter, r *http.Request) {
+	caller, ok := a.caller(w, r)
+	if !ok {
+		return
+	}
+	ctx := eventstore.WithActor(r.Context(), eventstore.Actor{Kind: "user", ID: caller.Subject})
+	err := a.App.RemoveDevice(ctx, caller.Subject, r.PathValue("device_id"))
+	var e *app.Error
+	if errors.As(err, &e) && e.Code == "device_unknown" {
+		problem.Write(w, http.StatusNotFound, "not_found", "no such device")
+		return
+	}
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // writeError renders a refusal as RFC 9457 with the contract's code.
@@ -188,15 +253,8 @@ type sessionView struct {
 // sessions serves GET /v1/sessions: the user's active sessions and their
 // devices.
 func (a *API) sessions(w http.ResponseWriter, r *http.Request) {
-	caller, err := a.OAuth.Authenticate(r.Context(), r, a.OAuth.Issuer+r.URL.EscapedPath(), a.OAuth.Issuer+Resource, "")
-	var ae *oauth.AuthError
-	if errors.As(err, &ae) {
-		oauth.WriteAuthError(w, ae)
-		problem.Write(w, ae.Status, ae.Code, ae.Reason)
-		return
-	}
-	if err != nil {
-		a.writeError(w, r, err)
+	caller, ok := a.caller(w, r)
+	if !ok {
 		return
 	}
 	docs, err := a.Models.ListByOwner(r.Context(), readmodel.SessionsName, caller.Subject)
