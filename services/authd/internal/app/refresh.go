@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"strongroom.dev/api/events"
@@ -138,4 +139,38 @@ func (s *Service) RevokeRefreshToken(ctx context.Context, token, jkt, clientID s
 			Events: []eventstore.Pending{{Type: events.SessionRevoked, Payload: events.SessionRevokedV1{Reason: "token_revoked"}}}})
 		return err
 	})
+}
+
+// ExpireSessions records session.expired for every session past its idle
+// or absolute end, which removes it from the sessions read model. Expired
+// sessions already stopped working by their own timestamps; this only
+// writes it down and cleans up. Several replicas may run it at once: each
+// append carries the version it read, so a session expires once.
+func (s *Service) ExpireSessions(ctx context.Context) (int, error) {
+	docs, err := s.Models.All(ctx, readmodel.SessionsName)
+	if err != nil {
+		return 0, err
+	}
+	now := s.Now()
+	n := 0
+	for _, d := range docs {
+		sess, err := projection.Decode[readmodel.Session](d)
+		if err != nil || sess.RevokedAt != nil || sess.Active(now) {
+			continue
+		}
+		reason := "absolute"
+		if !sess.IdleExpiresAt.IsZero() && !now.Before(sess.IdleExpiresAt) && now.Before(sess.ExpiresAt) {
+			reason = "idle"
+		}
+		_, err = s.Events.Append(ctx, eventstore.Append{StreamID: sess.SessionID, StreamType: events.StreamSession, ExpectedVersion: sess.Version,
+			Events: []eventstore.Pending{{Type: events.SessionExpired, Payload: events.SessionExpiredV1{Reason: reason}}}})
+		switch {
+		case errors.Is(err, eventstore.ErrConflict):
+			continue // another replica (or a revocation) got there first
+		case err != nil:
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

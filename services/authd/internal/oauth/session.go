@@ -34,6 +34,9 @@ type Session struct {
 	// grant issues one; IdleExpiresAt ends the session unless refreshed.
 	RefreshToken, RefreshTokenID string
 	IdleExpiresAt                time.Time
+	// GrantType is the grant that made the session (recorded in
+	// session.started).
+	GrantType string
 	// Recorded is set when the grant already appended the event that
 	// records this access token (the refresh grant does, atomically with
 	// its decision), so storage does not start a session.

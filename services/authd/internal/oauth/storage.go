@@ -108,10 +108,7 @@ func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string
 		return nil
 	}
 	claims := sess.JWTClaims
-	grant := ""
-	if ar, ok := req.(fosite.AccessRequester); ok && len(ar.GetGrantTypes()) > 0 {
-		grant = ar.GetGrantTypes()[0]
-	}
+	grant := sess.GrantType
 	accessExp := sess.GetExpiresAt(fosite.AccessToken)
 	sessionExp := sess.SessionExpiresAt
 	if sessionExp.IsZero() {

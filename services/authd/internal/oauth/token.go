@@ -101,6 +101,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx = WithProof(ctx, proof)
 
 	session := NewSession()
+	session.GrantType = grant
 	ar, err := s.Provider.NewAccessRequest(ctx, r, session)
 	var refusal *app.Error
 	if errors.As(err, &refusal) {

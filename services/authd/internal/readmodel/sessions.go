@@ -82,9 +82,9 @@ func Sessions(reg *events.Registry) projection.Projection {
 					s.RevokedAt, s.RevokeReason = &at, "refresh_reuse"
 				}
 			case *events.SessionExpiredV1:
-				if ev.OccurredAt.Before(s.ExpiresAt) {
-					s.ExpiresAt = ev.OccurredAt
-				}
+				// An ended session leaves the read model; its story stays
+				// in the log.
+				return nil, "", nil
 			}
 			s.Version = ev.Version
 			return &s, s.UserID, nil

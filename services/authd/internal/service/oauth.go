@@ -297,8 +297,9 @@ func codeLimiter(cfg config.Config) *ratelimit.Limiter {
 }
 
 // sweepUnfinishedDevices revokes, once a minute, devices that did not set
-// a passcode within the deadline. (Setting one late is refused anyway; this
-// frees the user's device slot and leaves the revocation in the log.)
+// a passcode within the deadline (setting one late is refused anyway; this
+// frees the user's device slot), and records sessions that have ended by
+// their own timestamps as session.expired.
 func (a *App) sweepUnfinishedDevices(ctx context.Context) error {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
@@ -312,6 +313,11 @@ func (a *App) sweepUnfinishedDevices(ctx context.Context) error {
 				a.log.WarnContext(ctx, "revoke unfinished devices", "err", err)
 			} else if n > 0 {
 				a.log.InfoContext(ctx, "revoked devices without a passcode", "count", n)
+			}
+			if n, err := a.Devices.ExpireSessions(ctx); err != nil && ctx.Err() == nil {
+				a.log.WarnContext(ctx, "expire sessions", "err", err)
+			} else if n > 0 {
+				a.log.InfoContext(ctx, "recorded expired sessions", "count", n)
 			}
 		}
 	}

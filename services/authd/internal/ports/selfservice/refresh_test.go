@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"strongroom.dev/services/authd/internal/authdtest"
 	"strongroom.dev/services/authd/mobileclient"
@@ -288,4 +289,58 @@ func phoneRevoke(t *testing.T, s *authdtest.Server, app *mobileclient.Client, re
 		t.Fatalf("revoke: %d %s", r.Status, r.Body)
 	}
 	return nil
+}
+
+// TestSessionsExpireByThemselves: a session past its end stops working by
+// its own timestamps; the sweeper records session.expired once even when
+// several replicas run it at the same moment, and the read model forgets
+// the session.
+func TestSessionsExpireByThemselves(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "paul", "909090")
+	tok, err := app.SignIn(ctx, "909090")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := sessionOf(t, s, tok.AccessToken)
+	// Pretend 13 hours have passed (the clock is the fake boundary).
+	s.App.Devices.Now = func() time.Time { return time.Now().Add(13 * time.Hour) }
+	var wg sync.WaitGroup
+	counts := make([]int, 4)
+	for i := range counts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[i], _ = s.App.Devices.ExpireSessions(ctx)
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	// Paul's session and the back office's (whose token ended long ago).
+	if total != 2 {
+		t.Fatalf("%d sessions expired by 4 sweepers, want 2", total)
+	}
+	evs, _ := s.App.Store.ReadStream(ctx, sid, 0)
+	expired := 0
+	for _, ev := range evs {
+		if ev.Type == "session.expired" {
+			expired++
+		}
+	}
+	if expired != 1 || evs[len(evs)-1].Type != "session.expired" {
+		t.Fatalf("paul's session has %d session.expired events", expired)
+	}
+	if _, ok, _ := s.App.ReadModels.Get(ctx, "sessions", sid); ok {
+		t.Fatal("the expired session is still in the read model")
+	}
+	if introspectActive(t, s, tok.AccessToken) {
+		t.Fatal("a token of an expired session is active")
+	}
+	if _, err := app.Refresh(ctx, tok.RefreshToken); err == nil {
+		t.Fatal("an expired session refreshed")
+	}
 }
