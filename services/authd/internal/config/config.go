@@ -61,8 +61,10 @@ type Config struct {
 	// the one that signs. Dev mode generates a key.
 	SigningKeysDir   string
 	ActiveSigningKey string
-	// AccessTokenLifetime is how long access tokens live.
-	AccessTokenLifetime time.Duration
+	// AccessTokenLifetime is how long access tokens live;
+	// RefreshTokenLifetime how long a session lives without a refresh.
+	AccessTokenLifetime  time.Duration
+	RefreshTokenLifetime time.Duration
 	// SealingKeysDir holds the HPKE sealing keys; dev mode generates one.
 	SealingKeysDir string
 	// PeppersDir holds the passcode peppers; CurrentPepper names the one

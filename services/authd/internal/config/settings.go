@@ -143,6 +143,19 @@ var settings = []setting{
 		},
 	},
 	{
+		Name: "RefreshTokenLifetime", Flag: "refresh-token-lifetime", Env: "STRONGROOM_REFRESH_TOKEN_LIFETIME", Default: "30m",
+		DefaultDoc: "`30m`",
+		Meaning:    "idle lifetime of a session: a refresh token is good this long unless rotated (1m to 30m)",
+		apply: func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d < time.Minute || d > 30*time.Minute {
+				return errors.New("want a duration from 1m to 30m")
+			}
+			c.RefreshTokenLifetime = d
+			return nil
+		},
+	},
+	{
 		Name: "SealingKeysDir", Flag: "sealing-keys-dir", Env: "STRONGROOM_SEALING_KEYS_DIR",
 		DefaultDoc: "none; required outside dev mode (dev: an X-Wing key generated at start)",
 		Meaning:    "directory of HPKE sealing keys (*.json); X-Wing by default, X25519 keys allowed for old clients",

@@ -101,12 +101,17 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	return nil
 }
 
-// SessionLifetime is a session's absolute lifetime (CONTRACT.md: 12 h);
-// RefreshLifetime its idle lifetime, the refresh tokens' (at most 30 min).
-const (
-	SessionLifetime = 12 * time.Hour
-	RefreshLifetime = 30 * time.Minute
-)
+// SessionLifetime is a session's absolute lifetime (CONTRACT.md: 12 h).
+const SessionLifetime = 12 * time.Hour
+
+// refreshLifetime is a session's idle lifetime, its refresh tokens' (at
+// most 30 minutes, configurable lower).
+func refreshLifetime(cfg config.Config) time.Duration {
+	if cfg.RefreshTokenLifetime > 0 {
+		return cfg.RefreshTokenLifetime
+	}
+	return 30 * time.Minute
+}
 
 // setupDevices wires the device use cases: activation codes (HMAC key
 // shared through the database), sealing keys, Argon2id with peppers.
@@ -165,7 +170,7 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 		Events: a.Store, Secrets: secrets, Registry: events.Default, Models: a.ReadModels, Codes: codes,
 		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
 		MaxDevices: maxDevices, ActivationTTL: 24 * time.Hour, Now: time.Now,
-		RefreshTokens: refreshTokens, RefreshLifetime: RefreshLifetime,
+		RefreshTokens: refreshTokens, RefreshLifetime: refreshLifetime(cfg),
 	}, nil
 }
 
