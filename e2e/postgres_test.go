@@ -133,8 +133,8 @@ func productionFilesAll(t *testing.T) (keysDir, clientsFile, sealingDir, peppers
     resources: ["https://auth.bank.test/admin"]
   - client_id: mobile-app
     token_endpoint_auth_method: none
-    grant_types: [refresh_token]
-    resources: ["https://api.bank.test"]
+    grant_types: ["urn:strongroom:params:oauth:grant-type:passcode", refresh_token]
+    resources: ["https://auth.bank.test/v1"]
 `
 	clientsFile = filepath.Join(dir, "clients.yaml")
 	if err := os.WriteFile(clientsFile, []byte(clients), 0o600); err != nil {
@@ -207,6 +207,19 @@ func startAuthd(t *testing.T, env []string, args ...string) *process {
 	return p
 }
 
+// productionServe writes every file a deployment mounts and returns the
+// arguments of `authd serve` in production mode on 127.0.0.1 (issuer
+// https://auth.bank.test) and the certificate's pin.
+func productionServe(t *testing.T) (args []string, pin string) {
+	t.Helper()
+	certFile, keyFile, pin := serverCertificate(t)
+	keysDir, clientsFile, sealingDir, peppersDir := productionFilesAll(t)
+	return []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test",
+		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir,
+		"--sealing-keys-dir", sealingDir, "--peppers-dir", peppersDir}, pin
+}
+
 // authd runs one short authd command to completion.
 func authd(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -230,12 +243,7 @@ func authd(t *testing.T, env []string, args ...string) (code int, stdout, stderr
 func TestProductionModeOnPostgreSQL(t *testing.T) {
 	dsn := freshDatabase(t)
 	env := cleanEnv("DATABASE_URL=" + dsn)
-	certFile, keyFile, pin := serverCertificate(t)
-	keysDir, clientsFile, sealingDir, peppersDir := productionFilesAll(t)
-	serveArgs := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test",
-		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir,
-		"--sealing-keys-dir", sealingDir, "--peppers-dir", peppersDir}
+	serveArgs, pin := productionServe(t)
 
 	// Serving an unmigrated database is refused with the command to run.
 	code, out, _ := authd(t, env, serveArgs...)

@@ -22,13 +22,8 @@ import (
 func TestDPoPReplayAcrossProcesses(t *testing.T) {
 	dsn := freshDatabase(t)
 	env := cleanEnv("DATABASE_URL=" + dsn)
-	certFile, keyFile, pin := serverCertificate(t)
-	keysDir, clientsFile, sealingDir, peppersDir := productionFilesAll(t)
-	args := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test",
-		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir,
-		"--sealing-keys-dir", sealingDir, "--peppers-dir", peppersDir,
-		"--migrate-on-start"}
+	args, pin := productionServe(t)
+	args = append(args, "--migrate-on-start")
 	a := startAuthd(t, env, args...)
 	b := startAuthd(t, env, args...)
 	client := pinnedClient(pin)

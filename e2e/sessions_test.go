@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -60,13 +59,8 @@ func routedClient(pin string, p *process) *http.Client {
 func TestSessionAcrossProcesses(t *testing.T) {
 	dsn := freshDatabase(t)
 	env := cleanEnv("DATABASE_URL=" + dsn)
-	certFile, keyFile, pin := serverCertificate(t)
-	keysDir, _, sealingDir, peppersDir := productionFilesAll(t)
-	clientsFile := writeClients(t)
-	args := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test",
-		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir,
-		"--sealing-keys-dir", sealingDir, "--peppers-dir", peppersDir, "--migrate-on-start"}
+	args, pin := productionServe(t)
+	args = append(args, "--migrate-on-start")
 	a := startAuthd(t, env, args...)
 	b := startAuthd(t, env, args...)
 	viaA, viaB := routedClient(pin, a), routedClient(pin, b)
@@ -112,29 +106,6 @@ func TestSessionAcrossProcesses(t *testing.T) {
 	if _, err := app.Refresh(ctx, next.RefreshToken); err == nil {
 		t.Fatal("a session revoked through b refreshed through a")
 	}
-}
-
-// writeClients writes a clients file with the back office and the app.
-func writeClients(t *testing.T) string {
-	t.Helper()
-	sum := sha256.Sum256([]byte(backOfficeSecret))
-	clients := `clients:
-  - client_id: back-office
-    token_endpoint_auth_method: client_secret_basic
-    client_secret_sha256: ` + base64.RawURLEncoding.EncodeToString(sum[:]) + `
-    grant_types: [client_credentials]
-    scopes: ["strongroom:admin"]
-    resources: ["https://auth.bank.test/admin"]
-  - client_id: mobile-app
-    token_endpoint_auth_method: none
-    grant_types: ["urn:strongroom:params:oauth:grant-type:passcode", refresh_token]
-    resources: ["https://auth.bank.test/v1"]
-`
-	path := t.TempDir() + "/clients.yaml"
-	if err := writeFile(path, clients); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func backOffice(t *testing.T, hc *http.Client) string {
@@ -191,5 +162,3 @@ func mustJSON(t *testing.T, hc *http.Client, req *http.Request, want int, out an
 		t.Fatalf("%s: %v", raw, err)
 	}
 }
-
-func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
