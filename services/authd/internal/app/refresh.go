@@ -54,11 +54,7 @@ func (s *Service) Refresh(ctx context.Context, token, jkt, accessTokenID string,
 	var out *Refreshed
 	reused := false
 	err = retry(func() error {
-		evs, err := s.Events.ReadStream(ctx, rt.SessionID, 0)
-		if err != nil {
-			return err
-		}
-		st, err := session.Fold(s.Registry, evs)
+		st, err := s.sessionState(ctx, rt.SessionID)
 		if err != nil {
 			return err
 		}
@@ -173,4 +169,23 @@ func (s *Service) ExpireSessions(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// sessionState reads a session's state from the inline sessions read
+// model, which the same transaction as every session event writes: O(1)
+// however long the refresh chain, and current enough for a decision whose
+// append carries the version it read (a stale read conflicts and retries).
+func (s *Service) sessionState(ctx context.Context, sid string) (*session.State, error) {
+	doc, ok, err := s.Models.Get(ctx, readmodel.SessionsName, sid)
+	if err != nil || !ok {
+		return nil, err
+	}
+	d, err := projection.Decode[readmodel.Session](doc)
+	if err != nil {
+		return nil, err
+	}
+	return &session.State{ID: d.SessionID, UserID: d.UserID, DeviceID: d.DeviceID, ClientID: d.ClientID,
+		KeyThumbprint: d.KeyThumbprint, ACR: d.ACR, AMR: d.AMR, AuthTime: d.AuthTime, Scopes: d.Scopes,
+		Audience: d.Audience, ExpiresAt: d.ExpiresAt, IdleExpiresAt: d.IdleExpiresAt,
+		Current: d.RefreshCurrent, Previous: d.RefreshPrevious, Revoked: d.RevokedAt != nil, Version: d.Version}, nil
 }

@@ -34,7 +34,12 @@ type Session struct {
 	IdleExpiresAt time.Time  `json:"idle_expires_at,omitempty"`
 	RevokedAt     *time.Time `json:"revoked_at,omitempty"`
 	RevokeReason  string     `json:"revoke_reason,omitempty"`
-	Version       int64      `json:"version"`
+	// RefreshCurrent and RefreshPrevious are the ids of the newest refresh
+	// token and the one it succeeded: with Version, what a refresh decides
+	// on, read in O(1) however long the chain has grown.
+	RefreshCurrent  string `json:"refresh_current,omitempty"`
+	RefreshPrevious string `json:"refresh_previous,omitempty"`
+	Version         int64  `json:"version"`
 }
 
 // Active reports whether the session may still back tokens at now.
@@ -68,9 +73,12 @@ func Sessions(reg *events.Registry) projection.Projection {
 					DeviceID: p.DeviceID, GrantType: p.GrantType, ACR: p.ACR, AMR: p.AMR, AuthTime: p.AuthTime,
 					KeyThumbprint: p.KeyThumbprint, Scopes: p.Scopes, Audience: p.Audience,
 					StartedAt: ev.OccurredAt, ExpiresAt: p.ExpiresAt,
-					IdleExpiresAt: p.IdleExpiresAt}
+					IdleExpiresAt: p.IdleExpiresAt, RefreshCurrent: p.RefreshTokenID}
 			case *events.SessionRefreshedV1:
 				s.IdleExpiresAt = p.IdleExpiresAt
+				if !p.Repeat {
+					s.RefreshPrevious, s.RefreshCurrent = p.PreviousTokenID, p.TokenID
+				}
 			case *events.SessionRevokedV1:
 				if s.RevokedAt == nil {
 					at := ev.OccurredAt

@@ -296,71 +296,100 @@ func setPosition(ctx context.Context, tx pgx.Tx, name string, pos eventstore.Pos
 	return nil
 }
 
-// applyEvents folds evs into the documents they change in generation gen:
-// one query reads every document involved, the folds run in memory, and one
-// pipelined batch writes the results.
-func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen int, evs []eventstore.Event) error {
-	var keys []string
+// docWork is one projection's share of a batch of events: the documents
+// it touches in one generation, read, folded and written back.
+type docWork struct {
+	pr      projection.Projection
+	gen     int
+	keys    []string
+	docs    map[string]*projection.Doc
+	existed map[string]bool
+}
+
+func newDocWork(pr projection.Projection, evs []eventstore.Event) *docWork {
+	w := &docWork{pr: pr, docs: map[string]*projection.Doc{}, existed: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, ev := range evs {
 		if key, ok := pr.Key(ev); ok && !seen[key] {
 			seen[key] = true
-			keys = append(keys, key)
+			w.keys = append(w.keys, key)
 		}
 	}
-	if len(keys) == 0 {
-		return nil
-	}
-	t := tableName(pr.Name(), gen)
-	rows, err := tx.Query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+t+" WHERE key = ANY($1)", keys)
-	if err != nil {
-		return fmt.Errorf("projection %s: read documents: %w", pr.Name(), err)
-	}
-	docs := map[string]*projection.Doc{}
-	for rows.Next() {
-		var d projection.Doc
-		var data []byte
-		if err := rows.Scan(&d.Key, &d.Owner, &data); err != nil {
-			rows.Close()
-			return fmt.Errorf("projection %s: read documents: %w", pr.Name(), err)
-		}
-		d.Data = data
-		docs[d.Key] = &d
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("projection %s: read documents: %w", pr.Name(), err)
-	}
-	existed := map[string]bool{}
-	for k := range docs {
-		existed[k] = true
-	}
+	return w
+}
+
+// queueRead reads every document the work touches.
+func (w *docWork) queueRead(b *pgx.Batch) {
+	b.Queue("SELECT key, coalesce(owner, ''), doc FROM "+tableName(w.pr.Name(), w.gen)+" WHERE key = ANY($1)", w.keys).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var d projection.Doc
+				var data []byte
+				if err := rows.Scan(&d.Key, &d.Owner, &data); err != nil {
+					return fmt.Errorf("projection %s: read documents: %w", w.pr.Name(), err)
+				}
+				d.Data = data
+				w.docs[d.Key] = &d
+				w.existed[d.Key] = true
+			}
+			return rows.Err()
+		})
+}
+
+// fold applies the events in memory.
+func (w *docWork) fold(evs []eventstore.Event) error {
 	for _, ev := range evs {
-		key, ok := pr.Key(ev)
+		key, ok := w.pr.Key(ev)
 		if !ok {
 			continue
 		}
-		next, err := pr.Apply(docs[key], ev)
+		next, err := w.pr.Apply(w.docs[key], ev)
 		if err != nil {
 			return err
 		}
 		if next != nil && next.Key != key {
-			return fmt.Errorf("projection %s: apply moved document %q to %q", pr.Name(), key, next.Key)
+			return fmt.Errorf("projection %s: apply moved document %q to %q", w.pr.Name(), key, next.Key)
 		}
-		docs[key] = next
+		w.docs[key] = next
 	}
-	batch := &pgx.Batch{}
-	for _, key := range keys {
-		d := docs[key]
+	return nil
+}
+
+// queueWrites writes the folded documents back.
+func (w *docWork) queueWrites(b *pgx.Batch) {
+	t := tableName(w.pr.Name(), w.gen)
+	for _, key := range w.keys {
+		d := w.docs[key]
 		switch {
-		case d == nil && existed[key]:
-			batch.Queue("DELETE FROM "+t+" WHERE key = $1", key)
+		case d == nil && w.existed[key]:
+			b.Queue("DELETE FROM "+t+" WHERE key = $1", key)
 		case d != nil:
-			batch.Queue("INSERT INTO "+t+` (key, owner, doc) VALUES ($1, nullif($2, ''), $3)
+			b.Queue("INSERT INTO "+t+` (key, owner, doc) VALUES ($1, nullif($2, ''), $3)
 				ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, doc = excluded.doc`, key, d.Owner, string(d.Data))
 		}
 	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+}
+
+// applyEvents folds evs into the documents they change in generation gen:
+// one query reads every document involved, the folds run in memory, and one
+// pipelined batch writes the results.
+func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen int, evs []eventstore.Event) error {
+	w := newDocWork(pr, evs)
+	if len(w.keys) == 0 {
+		return nil
+	}
+	w.gen = gen
+	read := &pgx.Batch{}
+	w.queueRead(read)
+	if err := tx.SendBatch(ctx, read).Close(); err != nil {
+		return fmt.Errorf("projection %s: read documents: %w", pr.Name(), err)
+	}
+	if err := w.fold(evs); err != nil {
+		return err
+	}
+	write := &pgx.Batch{}
+	w.queueWrites(write)
+	if err := tx.SendBatch(ctx, write).Close(); err != nil {
 		return fmt.Errorf("projection %s: write documents: %w", pr.Name(), err)
 	}
 	return nil
@@ -371,39 +400,52 @@ func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen i
 const inlineLockSQL = "hashtextextended('inline:' || $1, 0)"
 
 // applyInline runs the store's inline projections in the append
-// transaction.
+// transaction, all of them in three round trips: locks and generations,
+// document reads, document writes.
 func (s *Store) applyInline(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
+	var works []*docWork
 	for _, pr := range s.inline {
-		var keys []string
-		for _, ev := range evs {
-			if key, ok := pr.Key(ev); ok {
-				keys = append(keys, key)
-			}
+		if w := newDocWork(pr, evs); len(w.keys) > 0 {
+			sort.Strings(w.keys) // document locks in key order: no deadlocks
+			works = append(works, w)
 		}
-		if len(keys) == 0 {
-			continue
-		}
-		var gen int
-		// Shared: appends run side by side; a rebuild's swap takes it
-		// exclusively. Then, per document, exclusive: two appends to
-		// different streams may change one document, and neither update
-		// may be lost. Keys are locked in sorted order against deadlocks.
-		sort.Strings(keys)
-		// One round trip, but separate statements: the generation must be
-		// read by a statement whose snapshot is taken after the lock.
-		batch := &pgx.Batch{}
-		batch.Queue("SELECT pg_advisory_xact_lock_shared("+inlineLockSQL+")", pr.Name())
-		batch.Queue("SELECT generation FROM projections WHERE name = $1", pr.Name()).QueryRow(func(r pgx.Row) error {
-			return r.Scan(&gen)
+	}
+	if len(works) == 0 {
+		return nil
+	}
+	// Separate statements in one round trip: each generation is read by a
+	// statement whose snapshot is taken after its lock. The shared lock
+	// lets appends run side by side; a rebuild's swap takes it
+	// exclusively. The per-document locks keep two appends to different
+	// streams from losing an update of one document.
+	locks := &pgx.Batch{}
+	for _, w := range works {
+		locks.Queue("SELECT pg_advisory_xact_lock_shared("+inlineLockSQL+")", w.pr.Name())
+		locks.Queue("SELECT generation FROM projections WHERE name = $1", w.pr.Name()).QueryRow(func(r pgx.Row) error {
+			return r.Scan(&w.gen)
 		})
-		batch.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || k, 0))
-			FROM unnest($2::text[]) AS k`, pr.Name(), keys)
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return fmt.Errorf("projection %s: lock read model: %w", pr.Name(), err)
-		}
-		if err := applyEvents(ctx, tx, pr, gen, evs); err != nil {
+		locks.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || k, 0))
+			FROM unnest($2::text[]) AS k`, w.pr.Name(), w.keys)
+	}
+	if err := tx.SendBatch(ctx, locks).Close(); err != nil {
+		return fmt.Errorf("inline projections: lock read models: %w", err)
+	}
+	reads := &pgx.Batch{}
+	for _, w := range works {
+		w.queueRead(reads)
+	}
+	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
+		return fmt.Errorf("inline projections: read documents: %w", err)
+	}
+	writes := &pgx.Batch{}
+	for _, w := range works {
+		if err := w.fold(evs); err != nil {
 			return err
 		}
+		w.queueWrites(writes)
+	}
+	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
+		return fmt.Errorf("inline projections: write documents: %w", err)
 	}
 	return nil
 }
