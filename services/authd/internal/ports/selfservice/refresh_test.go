@@ -2,6 +2,7 @@ package selfservice_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
@@ -342,5 +343,62 @@ func TestSessionsExpireByThemselves(t *testing.T) {
 	}
 	if _, err := app.Refresh(ctx, tok.RefreshToken); err == nil {
 		t.Fatal("an expired session refreshed")
+	}
+}
+
+// TestRefreshUnderLoad: 512 refreshes at once (64 sessions, 8 parallel
+// requests each with the same token) all complete — the server degrades by
+// queueing on its connection pool, never by deadlocking or failing — and
+// every session's chain continues with one successor.
+func TestRefreshUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: 512 concurrent refreshes against PostgreSQL")
+	}
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	const sessions, perSession = 64, 8
+	apps := make([]*mobileclient.Client, sessions)
+	toks := make([]*mobileclient.Tokens, sessions)
+	for i := range apps {
+		apps[i] = enrolled(t, s, fmt.Sprintf("load-%d", i), "123456")
+		tok, err := apps[i].SignIn(ctx, "123456")
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks[i] = tok
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	successors := make([]map[string]bool, sessions)
+	var failures []string
+	start := make(chan struct{})
+	for i := range apps {
+		successors[i] = map[string]bool{}
+		for range perSession {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := *apps[i]
+				<-start
+				got, err := c.Refresh(ctx, toks[i].RefreshToken)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failures = append(failures, err.Error())
+					return
+				}
+				successors[i][got.RefreshToken] = true
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d refreshes failed, e.g. %s", len(failures), sessions*perSession, failures[0])
+	}
+	for i, set := range successors {
+		if len(set) != 1 {
+			t.Fatalf("session %d: %d different successors", i, len(set))
+		}
 	}
 }
