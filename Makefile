@@ -127,8 +127,9 @@ test: ## go test -race in every module (needs PostgreSQL at TEST_DATABASE_URL)
 	$(call each_module_with_pkgs,test,DATABASE_URL='$(TEST_DATABASE_URL)' go test $(TEST_FLAGS) ./...)
 
 .PHONY: bench
-bench: ## Benchmarks of the services module (BENCH=regexp, BENCH_FLAGS=...)
+bench: ## Benchmarks of services and e2e (BENCH=regexp, BENCH_FLAGS=...)
 	cd services && DATABASE_URL='$(TEST_DATABASE_URL)' go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
+	cd e2e && DATABASE_URL='$(TEST_DATABASE_URL)' go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
 
 .PHONY: lint
 lint: fmt-check vet staticcheck vulncheck ## gofmt check, go vet, staticcheck, govulncheck

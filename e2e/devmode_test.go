@@ -112,7 +112,7 @@ type logLines struct {
 	added chan struct{}
 }
 
-func readLogs(t *testing.T, r io.Reader) *logLines {
+func readLogs(t testing.TB, r io.Reader) *logLines {
 	l := &logLines{added: make(chan struct{}, 1)}
 	go func() {
 		sc := bufio.NewScanner(r)
@@ -135,7 +135,7 @@ func readLogs(t *testing.T, r io.Reader) *logLines {
 	return l
 }
 
-func (l *logLines) wait(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+func (l *logLines) wait(t testing.TB, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {

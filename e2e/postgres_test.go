@@ -30,7 +30,7 @@ import (
 
 // freshDatabase creates an empty database on the server of DATABASE_URL
 // (default: the local PostgreSQL) and drops it when the test ends.
-func freshDatabase(t *testing.T) string {
+func freshDatabase(t testing.TB) string {
 	t.Helper()
 	admin := os.Getenv("DATABASE_URL")
 	if admin == "" {
@@ -62,7 +62,7 @@ func freshDatabase(t *testing.T) string {
 
 // serverCertificate writes a self-signed certificate for 127.0.0.1 and
 // returns the files and the certificate's SPKI pin.
-func serverCertificate(t *testing.T) (certFile, keyFile, pin string) {
+func serverCertificate(t testing.TB) (certFile, keyFile, pin string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -105,7 +105,7 @@ const backOfficeSecret = "a-generated-256-bit-secret-for-the-back-office-0123456
 // productionFilesAll writes what a deployment mounts: a token-signing key
 // directory, a clients file, a sealing key directory (one X-Wing key, in
 // the file format authd documents) and a peppers directory.
-func productionFilesAll(t *testing.T) (keysDir, clientsFile, sealingDir, peppersDir string) {
+func productionFilesAll(t testing.TB) (keysDir, clientsFile, sealingDir, peppersDir string) {
 	t.Helper()
 	dir := t.TempDir()
 	keysDir = filepath.Join(dir, "keys")
@@ -176,7 +176,7 @@ type process struct {
 }
 
 // startAuthd starts authd serve and waits until it has started.
-func startAuthd(t *testing.T, env []string, args ...string) *process {
+func startAuthd(t testing.TB, env []string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(authdBin, args...)
 	cmd.Env = env
@@ -210,7 +210,7 @@ func startAuthd(t *testing.T, env []string, args ...string) *process {
 // productionServe writes every file a deployment mounts and returns the
 // arguments of `authd serve` in production mode on 127.0.0.1 (issuer
 // https://auth.bank.test) and the certificate's pin.
-func productionServe(t *testing.T) (args []string, pin string) {
+func productionServe(t testing.TB) (args []string, pin string) {
 	t.Helper()
 	certFile, keyFile, pin := serverCertificate(t)
 	keysDir, clientsFile, sealingDir, peppersDir := productionFilesAll(t)
@@ -221,7 +221,7 @@ func productionServe(t *testing.T) (args []string, pin string) {
 }
 
 // authd runs one short authd command to completion.
-func authd(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+func authd(t testing.TB, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	cmd := exec.Command(authdBin, args...)
 	cmd.Env = env

@@ -108,7 +108,7 @@ func TestSessionAcrossProcesses(t *testing.T) {
 	}
 }
 
-func backOffice(t *testing.T, hc *http.Client) string {
+func backOffice(t testing.TB, hc *http.Client) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "https://auth.bank.test/oauth2/token",
 		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"strongroom:admin"}}.Encode()))
@@ -121,7 +121,7 @@ func backOffice(t *testing.T, hc *http.Client) string {
 	return out.AccessToken
 }
 
-func issueCode(t *testing.T, hc *http.Client, user string) string {
+func issueCode(t testing.TB, hc *http.Client, user string) string {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"user_id": user, "purpose": "enroll", "operator": "E2E Operator"})
 	req, _ := http.NewRequest(http.MethodPost, "https://authd-internal.bank.test/admin/v1/activations", bytes.NewReader(body))
@@ -134,7 +134,7 @@ func issueCode(t *testing.T, hc *http.Client, user string) string {
 	return out.Code
 }
 
-func introspect(t *testing.T, hc *http.Client, token string) bool {
+func introspect(t testing.TB, hc *http.Client, token string) bool {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "https://authd-internal.bank.test/oauth2/introspect",
 		strings.NewReader(url.Values{"token": {token}}.Encode()))
@@ -147,7 +147,7 @@ func introspect(t *testing.T, hc *http.Client, token string) bool {
 	return out.Active
 }
 
-func mustJSON(t *testing.T, hc *http.Client, req *http.Request, want int, out any) {
+func mustJSON(t testing.TB, hc *http.Client, req *http.Request, want int, out any) {
 	t.Helper()
 	resp, err := hc.Do(req)
 	if err != nil {
