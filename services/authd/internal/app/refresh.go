@@ -32,9 +32,10 @@ type Refreshed struct {
 //   - once a revocation has committed, no refresh of the session succeeds
 //     (its append moved the version; the retry sees the session ended).
 //
-// accessTokenID and accessExpiresAt describe the access token the caller
+// clientID is the authenticated client; accessTokenID and accessExpiresAt
+// describe the access token the caller
 // will sign for this refresh; it is recorded in the same event.
-func (s *Service) Refresh(ctx context.Context, token, jkt, accessTokenID string, accessExpiresAt time.Time) (*Refreshed, error) {
+func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessTokenID string, accessExpiresAt time.Time) (*Refreshed, error) {
 	invalid := func() error { return refuse(400, "invalid_grant", "invalid_grant", "the refresh token is not valid") }
 	id := s.RefreshTokens.ID(token)
 	if id == "" {
@@ -59,7 +60,9 @@ func (s *Service) Refresh(ctx context.Context, token, jkt, accessTokenID string,
 			return err
 		}
 		now := s.Now()
-		if st == nil || !st.Active(now) {
+		if st == nil || !st.Active(now) || st.ClientID != clientID {
+			// Another client's token is unknown to this one: nothing is
+			// decided or recorded.
 			return invalid()
 		}
 		decision := st.Decide(id, jkt)

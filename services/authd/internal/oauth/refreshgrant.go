@@ -13,7 +13,7 @@ import (
 )
 
 // RefreshFunc is the refresh use case (app.Service.Refresh).
-type RefreshFunc func(ctx context.Context, token, jkt, accessTokenID string, accessExpiresAt time.Time) (*app.Refreshed, error)
+type RefreshFunc func(ctx context.Context, clientID, token, jkt, accessTokenID string, accessExpiresAt time.Time) (*app.Refreshed, error)
 
 // RefreshGrant is authd's own refresh_token handler. fosite's mints a
 // random successor and answers a concurrent refresh with a retry error;
@@ -55,14 +55,11 @@ func (g *RefreshGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.
 	}
 	jti := uuid.NewString()
 	exp := g.Now().UTC().Add(g.AccessLifetime)
-	res, err := g.Refresh(ctx, r.GetRequestForm().Get("refresh_token"), proof.JKT, TokenID(jti), exp)
+	res, err := g.Refresh(ctx, r.GetClient().GetID(), r.GetRequestForm().Get("refresh_token"), proof.JKT, TokenID(jti), exp)
 	if err != nil {
 		return err
 	}
 	st := res.Session
-	if st.ClientID != r.GetClient().GetID() {
-		return fosite.ErrInvalidGrant.WithHint("The refresh token was issued to another client.")
-	}
 	// The session's sign-in stays: auth_time and acr are the sign-in's.
 	r.SetID(st.ID)
 	sess.UserID, sess.DeviceID, sess.Subject = st.UserID, st.DeviceID, st.UserID
