@@ -119,13 +119,25 @@ func run(ctx context.Context, issuer, admin, pin, secret string) error {
 		detail("session %s on %q (%s), current=%v", s.SID, s.DeviceName, s.ACR, s.Current)
 	}
 
-	step(6, "Suspicion mode: wrong passcodes are counted; after 3 each attempt must wait")
+	step(6, "Refresh: the refresh token rotates; the old one again (response lost) gets the same successor")
+	next, err := app.Refresh(ctx, tok.RefreshToken)
+	if err != nil {
+		return fmt.Errorf("refresh: %w", err)
+	}
+	again, err := app.Refresh(ctx, tok.RefreshToken)
+	if err != nil {
+		return fmt.Errorf("repeat refresh: %w", err)
+	}
+	detail("successor %s…, asked again: %s… (same: %v), new access token each time: %v",
+		next.RefreshToken[:12], again.RefreshToken[:12], next.RefreshToken == again.RefreshToken, next.AccessToken != again.AccessToken)
+
+	step(7, "Suspicion mode: wrong passcodes are counted; after 3 each attempt must wait")
 	for i := 1; i <= 4; i++ {
 		_, err := app.SignIn(ctx, "000000")
 		detail("attempt %d: %v", i, err)
 	}
 
-	step(7, "The back office reads the user's audit trail straight from the event log")
+	step(8, "The back office reads the user's audit trail straight from the event log")
 	trail, err := auditTrail(ctx, hc, admin, bo, "demo-user")
 	if err != nil {
 		return err
