@@ -128,8 +128,10 @@ func run(ctx context.Context, issuer, admin, pin, secret string) error {
 	if err != nil {
 		return fmt.Errorf("repeat refresh: %w", err)
 	}
-	detail("successor %s…, asked again: %s… (same: %v), new access token each time: %v",
-		next.RefreshToken[:12], again.RefreshToken[:12], next.RefreshToken == again.RefreshToken, next.AccessToken != again.AccessToken)
+	// A refresh token starts with its session id; its tag ends it.
+	tail := func(tok string) string { return tok[max(0, len(tok)-8):] }
+	detail("successor …%s, asked again: …%s (same: %v), new access token each time: %v",
+		tail(next.RefreshToken), tail(again.RefreshToken), next.RefreshToken == again.RefreshToken, next.AccessToken != again.AccessToken)
 
 	step(7, "Suspicion mode: wrong passcodes are counted; after 3 each attempt must wait")
 	for i := 1; i <= 4; i++ {

@@ -37,25 +37,18 @@ type Refreshed struct {
 // will sign for this refresh; it is recorded in the same event.
 func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessTokenID string, accessExpiresAt time.Time) (*Refreshed, error) {
 	invalid := func() error { return refuse(400, "invalid_grant", "invalid_grant", "the refresh token is not valid") }
+	// The token names its session, and its tag proves this server issued
+	// it: a malformed or forged token (a known sid, a made-up secret) is
+	// refused here and never reaches the reuse decision.
 	id := s.RefreshTokens.ID(token)
-	if id == "" {
+	sid, ok := s.RefreshTokens.Session(token)
+	if id == "" || !ok {
 		return nil, invalid()
-	}
-	doc, ok, err := s.Models.Get(ctx, readmodel.RefreshTokensName, id)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, invalid()
-	}
-	rt, err := projection.Decode[readmodel.RefreshToken](doc)
-	if err != nil {
-		return nil, err
 	}
 	var out *Refreshed
 	reused := false
-	err = retry(func() error {
-		st, err := s.sessionState(ctx, rt.SessionID)
+	err := retry(func() error {
+		st, err := s.sessionState(ctx, sid)
 		if err != nil {
 			return err
 		}
@@ -102,22 +95,14 @@ func minTime(a, b time.Time) time.Time {
 
 // RevokeRefreshToken ends the session of a refresh token (RFC 7009). Only
 // the holder may: the same client, and the proof's key must be the
-// session's. Anything else is answered like an unknown token, and changes
-// nothing.
+// session's. Anything else — including a token whose tag does not verify —
+// is answered like an unknown token, and changes nothing.
 func (s *Service) RevokeRefreshToken(ctx context.Context, token, jkt, clientID string) error {
-	id := s.RefreshTokens.ID(token)
-	if id == "" {
+	sid, ok := s.RefreshTokens.Session(token)
+	if !ok {
 		return nil
 	}
-	doc, ok, err := s.Models.Get(ctx, readmodel.RefreshTokensName, id)
-	if err != nil || !ok {
-		return err
-	}
-	rt, err := projection.Decode[readmodel.RefreshToken](doc)
-	if err != nil {
-		return err
-	}
-	evs, err := s.Events.ReadStream(ctx, rt.SessionID, 0)
+	evs, err := s.Events.ReadStream(ctx, sid, 0)
 	if err != nil {
 		return err
 	}
@@ -126,7 +111,7 @@ func (s *Service) RevokeRefreshToken(ctx context.Context, token, jkt, clientID s
 		return err
 	}
 	return retry(func() error {
-		evs, err := s.Events.ReadStream(ctx, rt.SessionID, 0)
+		evs, err := s.Events.ReadStream(ctx, sid, 0)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package eventstore
 
 import (
 	"context"
+	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/propagation"
 )
@@ -53,4 +55,41 @@ func PersonalFrom(ctx context.Context) *Personal {
 		return nil
 	}
 	return &p
+}
+
+// Once is a one-time value (a DPoP proof's jti) that a request's first
+// append records in its own transaction: recording it costs no commit of
+// its own, and a value recorded before makes that append fail with
+// ErrReplayed and write nothing. Once the append commits, Recorded is true;
+// a request that never appended records the value itself before answering.
+type Once struct {
+	Scope string
+	Value string
+	// Until is when the record may be forgotten.
+	Until time.Time
+
+	recorded atomic.Bool
+}
+
+// Recorded reports whether an append committed the value.
+func (o *Once) Recorded() bool { return o.recorded.Load() }
+
+// MarkRecorded is for adapters: the value committed with an append.
+func (o *Once) MarkRecorded() { o.recorded.Store(true) }
+
+type onceKey struct{}
+
+// WithOnce returns a context whose next append also records o.
+func WithOnce(ctx context.Context, o *Once) context.Context {
+	return context.WithValue(ctx, onceKey{}, o)
+}
+
+// PendingOnce returns the one-time value an append in ctx must record, or
+// nil when there is none or it is already recorded.
+func PendingOnce(ctx context.Context) *Once {
+	o, _ := ctx.Value(onceKey{}).(*Once)
+	if o == nil || o.Recorded() {
+		return nil
+	}
+	return o
 }

@@ -91,6 +91,10 @@ type Pending struct {
 	Payload any
 }
 
+// ErrReplayed fails an append whose one-time value (WithOnce) was already
+// recorded; nothing of the append was written.
+var ErrReplayed = errors.New("one-time value already used")
+
 // ErrConflict is matched (errors.Is) by every *ConflictError.
 var ErrConflict = errors.New("stream version conflict")
 

@@ -18,8 +18,8 @@ import (
 )
 
 // BenchmarkClientCredentials measures whole client_credentials grants over
-// real TLS against PostgreSQL (each one starts a session: one event, two
-// inline read-model rows), at 8 and 32 concurrent clients.
+// real TLS against PostgreSQL (each one starts a session: one event, one
+// inline read-model row), at 8 and 32 concurrent clients.
 func BenchmarkClientCredentials(b *testing.B) {
 	for _, conc := range []int{8, 32} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {

@@ -34,15 +34,53 @@ type ProofError struct {
 
 func (e *ProofError) Error() string { return e.Code + ": " + e.Reason }
 
-// Check verifies r's DPoP header for the request URL u. A missing proof is
-// (nil, nil): whether one is required is the endpoint's decision.
+// Check verifies r's DPoP header for the request URL u and records its
+// jti. A missing proof is (nil, nil): whether one is required is the
+// endpoint's decision.
 func (c *ProofChecker) Check(ctx context.Context, r *http.Request, u string, requireNonce bool, accessToken string) (*dpop.Proof, error) {
+	p, once, err := c.CheckDeferred(ctx, r, u, requireNonce, accessToken)
+	if p == nil || err != nil {
+		return p, err
+	}
+	if err := c.Record(ctx, once); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Record records a proof's jti unless an append already did; a replay is
+// a *ProofError.
+func (c *ProofChecker) Record(ctx context.Context, once *eventstore.Once) error {
+	if once.Recorded() {
+		return nil
+	}
+	fresh, err := c.Replay.Remember(ctx, once.Scope, once.Value, once.Until)
+	if err != nil {
+		return fmt.Errorf("record DPoP jti: %w", err)
+	}
+	if !fresh {
+		return errProofReplayed
+	}
+	once.MarkRecorded()
+	return nil
+}
+
+var errProofReplayed = &ProofError{Code: "invalid_dpop_proof", Reason: "the proof's jti was already used"}
+
+// CheckDeferred verifies the proof like Check but leaves recording its jti
+// to the request's first append (eventstore.WithOnce), which saves the
+// token endpoint a transaction of its own on every grant: the returned
+// Once must be put in the context of the grant, and recorded with Record
+// before any answer if no append did. A replayed proof then fails its
+// append with eventstore.ErrReplayed, which rolls back everything the
+// grant decided.
+func (c *ProofChecker) CheckDeferred(_ context.Context, r *http.Request, u string, requireNonce bool, accessToken string) (*dpop.Proof, *eventstore.Once, error) {
 	vals := r.Header.Values("DPoP")
 	if len(vals) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if len(vals) > 1 {
-		return nil, &ProofError{Code: "invalid_dpop_proof", Reason: "more than one DPoP header"}
+		return nil, nil, &ProofError{Code: "invalid_dpop_proof", Reason: "more than one DPoP header"}
 	}
 	opts := dpop.Options{Method: r.Method, URL: u, Now: c.Now(), Leeway: DPoPLeeway, AccessToken: accessToken}
 	if requireNonce {
@@ -51,21 +89,14 @@ func (c *ProofChecker) Check(ctx context.Context, r *http.Request, u string, req
 	p, err := dpop.Verify(vals[0], opts)
 	switch {
 	case errors.Is(err, dpop.ErrUseNonce):
-		return nil, &ProofError{Code: "use_dpop_nonce", Reason: "use the DPoP-Nonce this response carries"}
+		return nil, nil, &ProofError{Code: "use_dpop_nonce", Reason: "use the DPoP-Nonce this response carries"}
 	case errors.Is(err, dpop.ErrInvalidProof):
-		return nil, &ProofError{Code: "invalid_dpop_proof", Reason: err.Error()}
+		return nil, nil, &ProofError{Code: "invalid_dpop_proof", Reason: err.Error()}
 	case err != nil:
-		return nil, fmt.Errorf("verify DPoP proof: %w", err)
+		return nil, nil, fmt.Errorf("verify DPoP proof: %w", err)
 	}
 	// A jti is unique per key for as long as its iat is acceptable.
-	fresh, err := c.Replay.Remember(ctx, "dpop:"+p.JKT, p.JTI, p.IssuedAt.Add(2*DPoPLeeway))
-	if err != nil {
-		return nil, fmt.Errorf("record DPoP jti: %w", err)
-	}
-	if !fresh {
-		return nil, &ProofError{Code: "invalid_dpop_proof", Reason: "the proof's jti was already used"}
-	}
-	return p, nil
+	return p, &eventstore.Once{Scope: "dpop:" + p.JKT, Value: p.JTI, Until: p.IssuedAt.Add(2 * DPoPLeeway)}, nil
 }
 
 type proofKey struct{}

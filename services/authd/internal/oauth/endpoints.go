@@ -25,13 +25,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	proof, err := s.Proofs.Check(ctx, r, s.Issuer+PathRevoke, false, "")
-	var pe *ProofError
-	if errors.As(err, &pe) {
-		s.writeProofError(w, pe)
-		return
-	}
-	if err != nil {
-		s.serverError(w, r, err)
+	if s.proofFailed(w, r, err) {
 		return
 	}
 	if c, ok := s.Storage.Clients.Get(r.PostForm.Get("client_id")); ok && c.IsPublic() && proof == nil {
@@ -55,9 +49,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if strings.Count(token, ".") == 2 {
-		// Access tokens are found by jti, so only a token whose signature
-		// verifies may revoke anything.
+	if jwtShaped(token) {
+		// Storage finds an access token's session by the sid in its
+		// unverified payload, so only a token whose signature verifies
+		// may revoke anything. A token that is not JWT-shaped has no
+		// signature for storage (accessSignature is ""): fosite then only
+		// authenticates the client and finds nothing.
 		claims, err := s.Signer.Decode(ctx, token)
 		if err != nil {
 			w.WriteHeader(http.StatusOK) // RFC 7009 §2.2: invalid tokens get 200

@@ -88,7 +88,13 @@ func (g *PasscodeGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite
 	sess.SetExpiresAt(fosite.AccessToken, now.Add(g.AccessLifetime))
 	sess.SessionExpiresAt = now.Add(g.SessionLifetime)
 	if g.RefreshTokens != nil && r.GetClient().GetGrantTypes().Has(GrantRefreshToken) {
-		sess.RefreshToken = g.RefreshTokens.New()
+		// The token carries its session's id: the request's id, which
+		// fosite assigns once (lazily, on first GetID) and which becomes
+		// the session stream's id (CreateAccessTokenSession appends to
+		// req.GetID()) and the access token's sid (token endpoint).
+		if sess.RefreshToken, err = g.RefreshTokens.New(r.GetID()); err != nil {
+			return err
+		}
 		sess.RefreshTokenID = g.RefreshTokens.ID(sess.RefreshToken)
 		sess.IdleExpiresAt = now.Add(g.RefreshLifetime)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 	fjwt "github.com/ory/fosite/token/jwt"
+
+	"strongroom.dev/services/authd/internal/domain/session"
 )
 
 // Endpoint paths (CONTRACT.md, Actors and listeners).
@@ -100,42 +103,101 @@ func clientAuthError(err error) error {
 	return fosite.ErrInvalidClient.WithHint("The client could not be authenticated.").WithWrap(err)
 }
 
-// jtiStrategy makes an access token's jti its "signature" for fosite's
-// storage calls. A grant can then record the token before it is signed
-// (the refresh grant decides and records in one append), and lookups use
-// an id the server chose. Lookups alone prove nothing: every path that
-// acts on a token verifies its signature first (introspection through
-// ValidateAccessToken, revocation in the HTTP layer).
+// jtiStrategy makes an access token's session id, jti and times its
+// "signature" for fosite's storage calls (see accessSignature), so storage
+// finds a token's session by the sid the token carries, with no index of
+// issued tokens. A grant can still record the token before it is signed
+// (the refresh grant decides and records in one append).
+//
+// The signature is read from the unverified payload: a lookup alone
+// proves nothing, and every path that acts on a token verifies its
+// signature (which covers sid, jti, iat and exp) by a published key:
+// introspection calls ValidateAccessToken right after the lookup, before
+// it answers anything from the result; revocation verifies in the HTTP
+// layer (revoke) every token accessSignature would read; /admin/v1 and /v1
+// verify in Authenticate and never use fosite's storage lookups.
 type jtiStrategy struct{ *oauth2.DefaultJWTStrategy }
 
-// AccessTokenSignature returns the token's jti (unverified), "" if none.
+// AccessTokenSignature returns the token's accessSignature (unverified),
+// "" if it has none.
 func (s *jtiStrategy) AccessTokenSignature(_ context.Context, token string) string {
-	return unverifiedJTI(token)
+	return accessSignature(token)
 }
 
-// GenerateAccessToken signs the token and returns its jti as signature.
+// GenerateAccessToken signs the token and returns its accessSignature.
 func (s *jtiStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
 	token, _, err := s.DefaultJWTStrategy.GenerateAccessToken(ctx, r)
 	if err != nil {
 		return "", "", err
 	}
-	return token, unverifiedJTI(token), nil
+	sig := accessSignature(token)
+	if sig == "" {
+		return "", "", errors.New("the access token lacks sid, jti, iat or exp")
+	}
+	return token, sig, nil
 }
 
-func unverifiedJTI(token string) string {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || len(token) > 16<<10 {
+// maxAccessToken bounds the tokens whose payload is read unverified.
+const maxAccessToken = 16 << 10
+
+// jwtShaped reports whether token has the shape of a compact JWS (three
+// dot-separated parts). Only such a token has an accessSignature, so only
+// such a token can reach a storage lookup: revoke verifies exactly these.
+func jwtShaped(token string) bool {
+	return strings.Count(token, ".") == 2
+}
+
+// accessSig is what an access token's "signature" says: its session, its
+// jti, and its own iat and exp (Unix seconds).
+type accessSig struct {
+	SID, JTI string
+	IAT, EXP int64
+}
+
+// accessSignature reads sid, jti, iat and exp from an access token's
+// payload WITHOUT verifying it, as "<sid>/<jti>/<iat>/<exp>"; "" when the
+// token is not JWT-shaped or lacks one of them. A sid is a session id
+// (session.ValidID, so it has no "/"); a jti with a "/" is refused.
+func accessSignature(token string) string {
+	if len(token) > maxAccessToken || !jwtShaped(token) {
 		return ""
 	}
+	parts := strings.Split(token, ".")
 	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
 		return ""
 	}
 	var c struct {
+		SID string `json:"sid"`
 		JTI string `json:"jti"`
+		IAT int64  `json:"iat"`
+		EXP int64  `json:"exp"`
 	}
 	if json.Unmarshal(raw, &c) != nil {
 		return ""
 	}
-	return c.JTI
+	sig := accessSig{SID: c.SID, JTI: c.JTI, IAT: c.IAT, EXP: c.EXP}
+	if !sig.valid() {
+		return ""
+	}
+	return sig.SID + "/" + sig.JTI + "/" + strconv.FormatInt(sig.IAT, 10) + "/" + strconv.FormatInt(sig.EXP, 10)
+}
+
+func (a accessSig) valid() bool {
+	return session.ValidID(a.SID) && a.JTI != "" && !strings.Contains(a.JTI, "/") && a.IAT > 0 && a.EXP > 0
+}
+
+// parseAccessSignature is the inverse of accessSignature.
+func parseAccessSignature(sig string) (accessSig, bool) {
+	f := strings.Split(sig, "/")
+	if len(f) != 4 {
+		return accessSig{}, false
+	}
+	iat, err1 := strconv.ParseInt(f[2], 10, 64)
+	exp, err2 := strconv.ParseInt(f[3], 10, 64)
+	a := accessSig{SID: f[0], JTI: f[1], IAT: iat, EXP: exp}
+	if err1 != nil || err2 != nil || !a.valid() {
+		return accessSig{}, false
+	}
+	return a, true
 }

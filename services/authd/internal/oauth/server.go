@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -92,6 +93,21 @@ func formRequest(w http.ResponseWriter, r *http.Request, repeatable ...string) b
 		// Credentials in URLs end up in logs (RFC 6749 §3.2).
 		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_request",
 			Description: "parameters belong in the body, not the URL"})
+		return false
+	}
+	return true
+}
+
+// proofFailed answers a failed proof check (a *ProofError as such,
+// anything else as a server error) and reports whether there was one.
+func (s *Server) proofFailed(w http.ResponseWriter, r *http.Request, err error) bool {
+	var pe *ProofError
+	switch {
+	case errors.As(err, &pe):
+		s.writeProofError(w, pe)
+	case err != nil:
+		s.serverError(w, r, err)
+	default:
 		return false
 	}
 	return true

@@ -30,9 +30,11 @@ type ReplayStore interface {
 }
 
 // Storage is fosite's storage, backed by the event store: issuing an
-// access token starts a session (session.started, its own stream);
-// lookups read the inline sessions and access_tokens read models, which the
-// same append transaction writes, so a revocation is seen at once.
+// access token starts a session (session.started, its own stream). An
+// access token is looked up by the session id it carries (its "signature",
+// see jtiStrategy) in the inline sessions read model, which the same
+// append transaction writes, so a revocation is seen at once. No index of
+// issued tokens is kept.
 type Storage struct {
 	Clients *Clients
 	Events  eventstore.Store
@@ -47,9 +49,9 @@ var (
 	_ oauth2.TokenRevocationStorage = (*Storage)(nil)
 )
 
-// TokenID is the identifier under which an access token is recorded: the
-// SHA-256 of its jti (fosite's "signature" of an access token is its jti,
-// see jtiStrategy). The token itself is never stored.
+// TokenID is the identifier under which an access token is recorded in
+// session events (the audit trail): the SHA-256 of its jti. The token
+// itself is never stored.
 func TokenID(jti string) string {
 	sum := sha256.Sum256([]byte(jti))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
@@ -104,6 +106,15 @@ func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string
 	if !ok {
 		return fmt.Errorf("session is %T, want *oauth.Session", req.GetSession())
 	}
+	sig, ok := parseAccessSignature(signature)
+	if !ok {
+		return fmt.Errorf("access token signature %q is malformed", signature)
+	}
+	if sig.SID != req.GetID() {
+		// Lookups find a token's session by its sid: a token naming
+		// another session than the stream it starts would never be found.
+		return fmt.Errorf("access token names session %q, the grant is session %q", sig.SID, req.GetID())
+	}
 	if sess.Recorded {
 		return nil
 	}
@@ -124,7 +135,7 @@ func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string
 		UserID: sess.UserID, Subject: claims.Subject, DeviceID: sess.DeviceID,
 		ClientID: req.GetClient().GetID(), GrantType: grant, ACR: acr, AMR: amr, AuthTime: authTime,
 		KeyThumbprint: sess.KeyThumbprint, Scopes: nonNil(req.GetGrantedScopes()), Audience: nonNil(req.GetGrantedAudience()),
-		AccessTokenID: TokenID(signature), AccessTokenExpiresAt: accessExp.UTC(), ExpiresAt: sessionExp.UTC(),
+		AccessTokenID: TokenID(sig.JTI), AccessTokenExpiresAt: accessExp.UTC(), ExpiresAt: sessionExp.UTC(),
 		RefreshTokenID: sess.RefreshTokenID, IdleExpiresAt: sess.IdleExpiresAt.UTC(),
 	}
 	_, err := s.Events.Append(ctx, eventstore.Append{
@@ -144,22 +155,28 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// GetAccessTokenSession implements oauth2.AccessTokenStorage. A token of a
+// GetAccessTokenSession implements oauth2.AccessTokenStorage: the session
+// named by the token's sid, with the token's own iat and exp. A token of a
 // revoked or ended session is returned with fosite.ErrInactiveToken, which
-// introspection answers as active:false and revocation as already done.
+// introspection answers as active:false and revocation as already done; a
+// session that is gone (expired and swept, or never started) is
+// fosite.ErrNotFound.
+//
+// sid, iat and exp come from the token's payload unverified (the signature
+// is all fosite passes). That is safe because nothing acts on the result
+// before the token is verified: introspection (fosite's CoreValidator)
+// calls ValidateAccessToken — the signature by a published key, which
+// covers sid, iat and exp, then exp itself — right after this lookup and
+// answers active:false if it fails; revocation verifies the token in the
+// HTTP layer (Server.revoke) before fosite looks it up. A forged payload
+// can therefore only choose which session is read, never what is answered.
 func (s *Storage) GetAccessTokenSession(ctx context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
-	doc, ok, err := s.Models.Get(ctx, readmodel.AccessTokensName, TokenID(signature))
-	if err != nil {
-		return nil, err
-	}
+	tok, ok := parseAccessSignature(signature)
 	if !ok {
 		return nil, fosite.ErrNotFound
 	}
-	tok, err := projection.Decode[readmodel.AccessToken](doc)
-	if err != nil {
-		return nil, err
-	}
-	sess, active, err := s.session(ctx, tok.SessionID)
+	issuedAt, expiresAt := time.Unix(tok.IAT, 0).UTC(), time.Unix(tok.EXP, 0).UTC()
+	sess, active, err := s.session(ctx, tok.SID)
 	if err != nil {
 		return nil, err
 	}
@@ -172,10 +189,10 @@ func (s *Storage) GetAccessTokenSession(ctx context.Context, signature string, _
 	fs.UserID, fs.DeviceID = sess.UserID, sess.DeviceID
 	fs.Subject = sess.Subject
 	fs.JWTClaims.Subject = sess.Subject
-	fs.JWTClaims.IssuedAt = tok.IssuedAt
-	fs.JWTClaims.ExpiresAt = tok.ExpiresAt
-	fs.SetExpiresAt(fosite.AccessToken, tok.ExpiresAt)
-	fs.SetClaim(ClaimSID, tok.SessionID)
+	fs.JWTClaims.IssuedAt = issuedAt
+	fs.JWTClaims.ExpiresAt = expiresAt
+	fs.SetExpiresAt(fosite.AccessToken, expiresAt)
+	fs.SetClaim(ClaimSID, sess.SessionID)
 	fs.SetClaim(ClaimClientID, sess.ClientID)
 	if sess.ACR != "" {
 		fs.SetClaim(ClaimACR, sess.ACR)
@@ -186,7 +203,7 @@ func (s *Storage) GetAccessTokenSession(ctx context.Context, signature string, _
 		fs.BindTo(sess.KeyThumbprint)
 	}
 	req := &fosite.Request{
-		ID: tok.SessionID, RequestedAt: tok.IssuedAt, Client: client,
+		ID: sess.SessionID, RequestedAt: issuedAt, Client: client,
 		RequestedScope: sess.Scopes, GrantedScope: sess.Scopes,
 		RequestedAudience: sess.Audience, GrantedAudience: sess.Audience,
 		Form: url.Values{}, Session: fs,

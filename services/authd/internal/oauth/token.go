@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -39,15 +40,22 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			Description: "the grant type is not supported"})
 		return
 	}
-	proof, err := s.Proofs.Check(ctx, r, s.Issuer+PathToken, true, "")
-	var pe *ProofError
-	if errors.As(err, &pe) {
-		s.writeProofError(w, pe)
+	proof, once, err := s.Proofs.CheckDeferred(ctx, r, s.Issuer+PathToken, true, "")
+	if s.proofFailed(w, r, err) {
 		return
 	}
-	if err != nil {
-		s.serverError(w, r, err)
-		return
+	if once != nil {
+		// The grant's first append records the proof's jti in its own
+		// transaction. Whatever answer does not come from such an append
+		// records it here, so a proof is good for one request, however it
+		// ends.
+		ctx = eventstore.WithOnce(ctx, once)
+		defer func() {
+			var pe *ProofError
+			if err := s.Proofs.Record(context.WithoutCancel(ctx), once); err != nil && !errors.As(err, &pe) {
+				s.Log.WarnContext(ctx, "record DPoP jti", "err", err)
+			}
+		}()
 	}
 	if proof == nil && slices.Contains(deviceGrants, grant) {
 		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_dpop_proof",
@@ -103,6 +111,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	session := NewSession()
 	session.GrantType = grant
 	ar, err := s.Provider.NewAccessRequest(ctx, r, session)
+	if errors.Is(err, eventstore.ErrReplayed) {
+		s.writeProofError(w, errProofReplayed)
+		return
+	}
 	var refusal *app.Error
 	if errors.As(err, &refusal) {
 		writeRefusal(w, refusal)
@@ -143,9 +155,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		ctx = eventstore.WithActor(ctx, eventstore.Actor{Kind: "client", ID: client.GetID()})
 	}
 	resp, err := s.Provider.NewAccessResponse(ctx, ar)
+	if errors.Is(err, eventstore.ErrReplayed) {
+		s.writeProofError(w, errProofReplayed)
+		return
+	}
 	if err != nil {
 		s.accessError(w, r, ar, err)
 		return
+	}
+	if once != nil {
+		// Every grant appends, so this is a formality; but no token leaves
+		// before its proof's jti is recorded.
+		if s.proofFailed(w, r, s.Proofs.Record(ctx, once)) {
+			return
+		}
 	}
 	if proof != nil {
 		resp.SetTokenType("DPoP") // RFC 9449 §5

@@ -8,12 +8,12 @@ import (
 	"strongroom.dev/services/authd/internal/projection"
 )
 
-// Names of the session read models. Both are inline: token checks must see
-// a revocation the moment its append commits.
-const (
-	SessionsName     = "sessions"
-	AccessTokensName = "access_tokens"
-)
+// SessionsName is the session read model. It is inline: token checks
+// must see a revocation the moment its append commits. It is the only
+// index tokens need: a refresh token carries its session id (with a tag
+// that proves the server issued it), and an access token's sid is covered
+// by its signature.
+const SessionsName = "sessions"
 
 // Session is one row of the sessions read model.
 type Session struct {
@@ -96,93 +96,6 @@ func Sessions(reg *events.Registry) projection.Projection {
 			}
 			s.Version = ev.Version
 			return &s, s.UserID, nil
-		},
-	}
-}
-
-// AccessToken is one row of the access_tokens read model: what
-// introspection and revocation need to find a token's session (the claims
-// are the session's).
-type AccessToken struct {
-	TokenID   string    `json:"token_id"`
-	SessionID string    `json:"sid"`
-	IssuedAt  time.Time `json:"issued_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// AccessTokens indexes issued access tokens (first and refreshed) by token
-// id, owned by their session.
-func AccessTokens(reg *events.Registry) projection.Projection {
-	decode := func(ev eventstore.Event) (id string, exp time.Time, ok bool) {
-		if ev.StreamType != events.StreamSession {
-			return "", time.Time{}, false
-		}
-		switch ev.Type {
-		case events.SessionStarted:
-			p, err := events.DecodeAs[events.SessionStartedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
-			if err == nil {
-				return p.AccessTokenID, p.AccessTokenExpiresAt, p.AccessTokenID != ""
-			}
-		case events.SessionRefreshed:
-			p, err := events.DecodeAs[events.SessionRefreshedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
-			if err == nil {
-				return p.AccessTokenID, p.AccessTokenExpiresAt, p.AccessTokenID != ""
-			}
-		}
-		return "", time.Time{}, false
-	}
-	return projection.Typed[AccessToken]{
-		ProjectionName: AccessTokensName,
-		KeyOf: func(ev eventstore.Event) (string, bool) {
-			id, _, ok := decode(ev)
-			return id, ok
-		},
-		Fold: func(_ *AccessToken, ev eventstore.Event) (*AccessToken, string, error) {
-			id, exp, _ := decode(ev)
-			return &AccessToken{TokenID: id, SessionID: ev.StreamID, IssuedAt: ev.OccurredAt, ExpiresAt: exp}, ev.StreamID, nil
-		},
-	}
-}
-
-// RefreshTokensName is the inline index of refresh tokens.
-const RefreshTokensName = "refresh_tokens"
-
-// RefreshToken is one row of the refresh_tokens index: which session a
-// refresh token (by id, a keyed hash) belongs to. Old tokens stay, so a
-// reused one still finds the session it must end.
-type RefreshToken struct {
-	TokenID   string `json:"token_id"`
-	SessionID string `json:"sid"`
-}
-
-// RefreshTokens indexes every refresh token ever issued by id.
-func RefreshTokens(reg *events.Registry) projection.Projection {
-	decode := func(ev eventstore.Event) (string, bool) {
-		if ev.StreamType != events.StreamSession {
-			return "", false
-		}
-		switch ev.Type {
-		case events.SessionStarted:
-			p, err := events.DecodeAs[events.SessionStartedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
-			if err != nil {
-				return "", false
-			}
-			return p.RefreshTokenID, p.RefreshTokenID != ""
-		case events.SessionRefreshed:
-			p, err := events.DecodeAs[events.SessionRefreshedV1](reg, ev.Type, ev.SchemaVersion, ev.Data)
-			if err != nil || p.Repeat {
-				return "", false
-			}
-			return p.TokenID, p.TokenID != ""
-		}
-		return "", false
-	}
-	return projection.Typed[RefreshToken]{
-		ProjectionName: RefreshTokensName,
-		KeyOf:          decode,
-		Fold: func(_ *RefreshToken, ev eventstore.Event) (*RefreshToken, string, error) {
-			id, _ := decode(ev)
-			return &RefreshToken{TokenID: id, SessionID: ev.StreamID}, ev.StreamID, nil
 		},
 	}
 }

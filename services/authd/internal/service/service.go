@@ -33,8 +33,7 @@ import (
 // projections returns the read models authd maintains: inline ones (read
 // by the request that wrote them) and asynchronous ones.
 func projections() (inline, async []projection.Projection) {
-	return []projection.Projection{readmodel.Sessions(events.Default), readmodel.AccessTokens(events.Default),
-			readmodel.RefreshTokens(events.Default)},
+	return []projection.Projection{readmodel.Sessions(events.Default)},
 		[]projection.Projection{readmodel.Devices(events.Default)}
 }
 
@@ -87,13 +86,14 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, 
 		if !cfg.Dev {
 			return nil, errors.New("a database is required outside dev mode: set DATABASE_URL")
 		}
-		s := memstore.New(memstore.WithInline(inline...))
+		onetime := memstore.NewOneTime(time.Now)
+		s := memstore.New(memstore.WithInline(inline...), memstore.WithOneTime(onetime))
 		p, err := memstore.NewProjector(s, log, async)
 		if err != nil {
 			return nil, err
 		}
 		a.Store, a.ReadModels, a.healthy = s, p, p.Healthy
-		a.onetime = memstore.NewOneTime(time.Now)
+		a.onetime = onetime
 		a.closers = append(a.closers, func() { _ = s.Close() })
 		log.InfoContext(ctx, "event store in memory (dev mode): everything is lost at exit")
 		return a, nil

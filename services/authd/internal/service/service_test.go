@@ -103,7 +103,7 @@ func TestAppEndToEnd(t *testing.T) {
 						devices = &st.Projections[i]
 					}
 				}
-				if devices == nil || len(st.Projections) != 4 || devices.Generation != 2 || devices.LagEvents != 0 {
+				if devices == nil || len(st.Projections) != 2 || devices.Generation != 2 || devices.LagEvents != 0 {
 					t.Fatalf("status = %s (%v)", out.String(), err)
 				}
 				if err := Migrate(ctx, cfg.DatabaseURL, quiet); err != nil {

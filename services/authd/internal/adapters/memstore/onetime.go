@@ -30,6 +30,13 @@ func (o *OneTime) Remember(_ context.Context, scope, value string, until time.Ti
 	return true, nil
 }
 
+// forget drops a value an append recorded and then could not commit.
+func (o *OneTime) forget(scope, value string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, [2]string{scope, value})
+}
+
 // Seen reports whether value is recorded under scope and not expired.
 func (o *OneTime) Seen(_ context.Context, scope, value string) (bool, error) {
 	o.mu.Lock()

@@ -45,6 +45,8 @@ type Store struct {
 	// before mu, never while holding it.
 	secretMu sync.Mutex
 	secrets  map[string][]byte
+
+	onetime *OneTime
 }
 
 // Option configures a Store.
@@ -65,6 +67,10 @@ func WithInline(ps ...projection.Projection) Option {
 	}
 }
 
+// WithOneTime shares the one-time value store that appends record a
+// request's value in (eventstore.WithOnce) with its other users.
+func WithOneTime(o *OneTime) Option { return func(s *Store) { s.onetime = o } }
+
 // New returns an empty store.
 func New(opts ...Option) *Store {
 	s := &Store{
@@ -76,6 +82,9 @@ func New(opts ...Option) *Store {
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.onetime == nil {
+		s.onetime = NewOneTime(s.now)
 	}
 	return s
 }
@@ -123,8 +132,20 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.Append) ([]eve
 		out[i].Position = eventstore.Position{Tx: s.commits + 1, Seq: seq}
 		out[i].UserID = owners[out[i].StreamID]
 	}
+	once := eventstore.PendingOnce(ctx)
+	if once != nil {
+		if fresh, _ := s.onetime.Remember(ctx, once.Scope, once.Value, once.Until); !fresh {
+			return nil, eventstore.ErrReplayed
+		}
+	}
 	if err := s.models.applyInline(out); err != nil {
+		if once != nil {
+			s.onetime.forget(once.Scope, once.Value)
+		}
 		return nil, err
+	}
+	if once != nil {
+		once.MarkRecorded()
 	}
 	s.commits++
 	for _, ev := range out {

@@ -27,14 +27,18 @@ func NewOneTime(pool *pgxpool.Pool, now func() time.Time) *OneTime {
 // record of the same value is replaced, so expiry never needs the janitor
 // to be correct.
 func (o *OneTime) Remember(ctx context.Context, scope, value string, until time.Time) (bool, error) {
-	tag, err := o.pool.Exec(ctx, `INSERT INTO one_time_values (scope, value, expires_at) VALUES ($1, $2, $3)
-		ON CONFLICT (scope, value) DO UPDATE SET expires_at = excluded.expires_at
-		WHERE one_time_values.expires_at <= $4`, scope, value, until, o.now())
+	tag, err := o.pool.Exec(ctx, rememberSQL, scope, value, until, o.now())
 	if err != nil {
 		return false, fmt.Errorf("remember one-time value: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// rememberSQL records a one-time value unless an unexpired record of it
+// exists: one row affected means fresh.
+const rememberSQL = `INSERT INTO one_time_values (scope, value, expires_at) VALUES ($1, $2, $3)
+	ON CONFLICT (scope, value) DO UPDATE SET expires_at = excluded.expires_at
+	WHERE one_time_values.expires_at <= $4`
 
 // Seen reports whether value is recorded under scope and not expired.
 func (o *OneTime) Seen(ctx context.Context, scope, value string) (bool, error) {

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -32,11 +33,12 @@ var (
 	outboxOffsets = wsql.DefaultPostgreSQLOffsetsAdapter{}
 )
 
-// publish writes the events to the outbox inside tx (watermill-sql's
-// publisher on the caller's transaction): they become deliverable exactly
-// when the append commits, and never if it rolls back.
-func publish(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
-	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema}, watermill.NopLogger{})
+// queuePublish queues the outbox insert of evs on b, through watermill-sql's
+// publisher: the messages become deliverable exactly when the append
+// commits, and never if it rolls back. The statement is watermill's own; it
+// only travels in the append's pipeline instead of a round trip of its own.
+func queuePublish(ctx context.Context, b *pgx.Batch, evs []eventstore.Event) error {
+	pub, err := wsql.NewPublisher(batchExecutor{b}, wsql.PublisherConfig{SchemaAdapter: outboxSchema}, watermill.NopLogger{})
 	if err != nil {
 		return fmt.Errorf("outbox: publisher: %w", err)
 	}
@@ -51,6 +53,26 @@ func publish(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
 		return fmt.Errorf("outbox: publish: %w", err)
 	}
 	return nil
+}
+
+// batchExecutor is a watermill-sql executor that queues statements on a
+// pgx batch; their errors surface when the batch is sent, and fail the
+// append. The publisher only executes (it never queries).
+type batchExecutor struct{ b *pgx.Batch }
+
+func (e batchExecutor) ExecContext(_ context.Context, query string, args ...any) (wsql.Result, error) {
+	e.b.Queue(query, args...)
+	return queuedResult{}, nil
+}
+
+func (e batchExecutor) QueryContext(context.Context, string, ...any) (wsql.Rows, error) {
+	return nil, errors.New("outbox: queries cannot be batched")
+}
+
+type queuedResult struct{}
+
+func (queuedResult) RowsAffected() (int64, error) {
+	return 0, errors.New("outbox: result not known until the batch is sent")
 }
 
 // EventMessage turns an event into a watermill message. Personal data stays

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -300,7 +299,7 @@ func setPosition(ctx context.Context, tx pgx.Tx, name string, pos eventstore.Pos
 // it touches in one generation, read, folded and written back.
 type docWork struct {
 	pr      projection.Projection
-	gen     int
+	table   string // a generation's table, or the view of the current one
 	keys    []string
 	docs    map[string]*projection.Doc
 	existed map[string]bool
@@ -320,7 +319,7 @@ func newDocWork(pr projection.Projection, evs []eventstore.Event) *docWork {
 
 // queueRead reads every document the work touches.
 func (w *docWork) queueRead(b *pgx.Batch) {
-	b.Queue("SELECT key, coalesce(owner, ''), doc FROM "+tableName(w.pr.Name(), w.gen)+" WHERE key = ANY($1)", w.keys).
+	b.Queue("SELECT key, coalesce(owner, ''), doc FROM "+w.table+" WHERE key = ANY($1)", w.keys).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var d projection.Doc
@@ -357,7 +356,7 @@ func (w *docWork) fold(evs []eventstore.Event) error {
 
 // queueWrites writes the folded documents back.
 func (w *docWork) queueWrites(b *pgx.Batch) {
-	t := tableName(w.pr.Name(), w.gen)
+	t := w.table
 	for _, key := range w.keys {
 		d := w.docs[key]
 		switch {
@@ -378,7 +377,7 @@ func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen i
 	if len(w.keys) == 0 {
 		return nil
 	}
-	w.gen = gen
+	w.table = tableName(pr.Name(), gen)
 	read := &pgx.Batch{}
 	w.queueRead(read)
 	if err := tx.SendBatch(ctx, read).Close(); err != nil {
@@ -395,60 +394,9 @@ func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen i
 	return nil
 }
 
-// inlineLock returns the advisory lock key that inline appends hold shared
+// inlineLockSQL is the advisory lock key that inline appends hold shared
 // and a rebuild's swap holds exclusively.
 const inlineLockSQL = "hashtextextended('inline:' || $1, 0)"
-
-// applyInline runs the store's inline projections in the append
-// transaction, all of them in three round trips: locks and generations,
-// document reads, document writes.
-func (s *Store) applyInline(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
-	var works []*docWork
-	for _, pr := range s.inline {
-		if w := newDocWork(pr, evs); len(w.keys) > 0 {
-			sort.Strings(w.keys) // document locks in key order: no deadlocks
-			works = append(works, w)
-		}
-	}
-	if len(works) == 0 {
-		return nil
-	}
-	// Separate statements in one round trip: each generation is read by a
-	// statement whose snapshot is taken after its lock. The shared lock
-	// lets appends run side by side; a rebuild's swap takes it
-	// exclusively. The per-document locks keep two appends to different
-	// streams from losing an update of one document.
-	locks := &pgx.Batch{}
-	for _, w := range works {
-		locks.Queue("SELECT pg_advisory_xact_lock_shared("+inlineLockSQL+")", w.pr.Name())
-		locks.Queue("SELECT generation FROM projections WHERE name = $1", w.pr.Name()).QueryRow(func(r pgx.Row) error {
-			return r.Scan(&w.gen)
-		})
-		locks.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || k, 0))
-			FROM unnest($2::text[]) AS k`, w.pr.Name(), w.keys)
-	}
-	if err := tx.SendBatch(ctx, locks).Close(); err != nil {
-		return fmt.Errorf("inline projections: lock read models: %w", err)
-	}
-	reads := &pgx.Batch{}
-	for _, w := range works {
-		w.queueRead(reads)
-	}
-	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
-		return fmt.Errorf("inline projections: read documents: %w", err)
-	}
-	writes := &pgx.Batch{}
-	for _, w := range works {
-		if err := w.fold(evs); err != nil {
-			return err
-		}
-		w.queueWrites(writes)
-	}
-	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
-		return fmt.Errorf("inline projections: write documents: %w", err)
-	}
-	return nil
-}
 
 // ConnsNeeded is how many pool connections n asynchronous projections can
 // hold at once. A pool smaller than this plus the request load could leave

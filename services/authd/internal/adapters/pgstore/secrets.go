@@ -14,24 +14,14 @@ import (
 // value under key (nil deletes it): a passcode verifier changes exactly
 // when its device.passcode_set (or device.revoked) commits.
 func (s *Store) AppendWithSecret(ctx context.Context, key string, value []byte, appends ...eventstore.Append) ([]eventstore.Event, error) {
-	var out []eventstore.Event
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		if out, err = s.AppendTx(ctx, tx, appends...); err != nil {
-			return err
-		}
+	return s.appendOwn(ctx, func(b *pgx.Batch) {
 		if value == nil {
-			_, err = tx.Exec(ctx, "DELETE FROM credentials WHERE key = $1", key)
-		} else {
-			_, err = tx.Exec(ctx, `INSERT INTO credentials (key, value) VALUES ($1, $2)
-				ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`, key, value)
+			b.Queue("DELETE FROM credentials WHERE key = $1", key)
+			return
 		}
-		if err != nil {
-			return fmt.Errorf("store credential: %w", err)
-		}
-		return nil
-	})
-	return out, err
+		b.Queue(`INSERT INTO credentials (key, value) VALUES ($1, $2)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`, key, value)
+	}, appends)
 }
 
 // Secret returns the value stored under key.

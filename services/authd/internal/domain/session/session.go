@@ -101,9 +101,21 @@ func (s *State) Decide(tokenID, jkt string) Decision {
 }
 
 // Tokens derives refresh tokens and their ids with a key every replica
-// shares: a successor is an HMAC of the presented token, so it can be given
-// again without being stored; an id is another HMAC, so a token can be
-// found without being stored.
+// shares. A token names its session and authenticates itself:
+//
+//	srt_<sid>.<secret>.<tag>
+//
+// sid is the session (stream) id, 1..100 characters of [A-Za-z0-9_-];
+// secret is base64url (unpadded) of 32 bytes; tag is base64url of the
+// first 16 bytes of HMAC-SHA-256(key, tag label ‖ 0 ‖ "srt_<sid>.<secret>").
+// The tag lets the server find a token's session without storing the
+// token, and refuse a token it never issued before deciding anything: a
+// sid is no secret (it is in every access token), and an unknown token of
+// a session would otherwise count as reuse and end it.
+//
+// A successor's secret is an HMAC of the whole presented token, so it can
+// be given again without being stored; an id is another HMAC of the whole
+// token, so a chain is recorded without its tokens.
 type Tokens struct{ key []byte }
 
 // NewTokens returns a refresh-token deriver with a key of ≥ 32 bytes.
@@ -114,7 +126,36 @@ func NewTokens(key []byte) (*Tokens, error) {
 	return &Tokens{key: key}, nil
 }
 
-const prefix = "srt_"
+const (
+	prefix = "srt_"
+	// MaxIDLen bounds a session id a refresh token can carry.
+	MaxIDLen  = 100
+	secretLen = 43 // base64url of 32 bytes
+	tagLen    = 22 // base64url of 16 bytes
+	maxToken  = len(prefix) + MaxIDLen + 1 + secretLen + 1 + tagLen
+
+	labelSuccessor = "strongroom/refresh/successor/v1"
+	labelID        = "strongroom/refresh/id/v1"
+	labelTag       = "strongroom/refresh/tag/v1"
+)
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// ValidID reports whether sid can be carried by a refresh token (and is
+// the shape of a session id): 1..MaxIDLen characters of [A-Za-z0-9_-].
+func ValidID(sid string) bool {
+	if len(sid) == 0 || len(sid) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(sid); i++ {
+		switch c := sid[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func (t *Tokens) mac(label, token string) []byte {
 	m := hmac.New(sha256.New, t.key)
@@ -124,27 +165,73 @@ func (t *Tokens) mac(label, token string) []byte {
 	return m.Sum(nil)
 }
 
-// New returns a fresh random refresh token (256 bits).
-func (t *Tokens) New() string {
+// seal appends the tag to "srt_<sid>.<secret>".
+func (t *Tokens) seal(body string) string {
+	return body + "." + b64.EncodeToString(t.mac(labelTag, body)[:16])
+}
+
+// New returns a fresh refresh token of session sid with a random 256-bit
+// secret. sid must be ValidID.
+func (t *Tokens) New(sid string) (string, error) {
+	if !ValidID(sid) {
+		return "", fmt.Errorf("session id %q cannot be carried by a refresh token", sid)
+	}
 	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return prefix + base64.RawURLEncoding.EncodeToString(b)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return t.seal(prefix + sid + "." + b64.EncodeToString(b)), nil
 }
 
-// Successor derives the token that succeeds token.
-func (t *Tokens) Successor(token string) string {
-	return prefix + base64.RawURLEncoding.EncodeToString(t.mac("strongroom/refresh/successor/v1", token))
-}
-
-// ID returns a token's identifier, or "" for something that is not a
-// refresh token.
-func (t *Tokens) ID(token string) string {
+// Session returns the session id a refresh token carries, with ok only for
+// a well-formed token whose tag verifies: one this key issued.
+func (t *Tokens) Session(token string) (sid string, ok bool) {
+	if len(token) > maxToken {
+		return "", false
+	}
 	raw, ok := strings.CutPrefix(token, prefix)
-	if !ok || len(raw) != 43 {
+	if !ok {
+		return "", false
+	}
+	sid, rest, ok := strings.Cut(raw, ".")
+	if !ok || !ValidID(sid) {
+		return "", false
+	}
+	secret, tag, ok := strings.Cut(rest, ".")
+	if !ok || len(secret) != secretLen || len(tag) != tagLen {
+		return "", false
+	}
+	// Strict decoding refuses padding, other alphabets and non-zero
+	// trailing bits; the decoded lengths refuse the line breaks it skips:
+	// a token has one spelling.
+	if b, err := b64.DecodeString(secret); err != nil || len(b) != 32 {
+		return "", false
+	}
+	got, err := b64.DecodeString(tag)
+	if err != nil || len(got) != 16 {
+		return "", false
+	}
+	want := t.mac(labelTag, token[:len(token)-len(tag)-1])
+	if !hmac.Equal(got, want[:16]) {
+		return "", false
+	}
+	return sid, true
+}
+
+// Successor derives the token that succeeds token: the same session, a
+// secret that is an HMAC of the whole token, a fresh tag. It is "" for a
+// token Session refuses.
+func (t *Tokens) Successor(token string) string {
+	sid, ok := t.Session(token)
+	if !ok {
 		return ""
 	}
-	if _, err := base64.RawURLEncoding.Strict().DecodeString(raw); err != nil {
+	return t.seal(prefix + sid + "." + b64.EncodeToString(t.mac(labelSuccessor, token)))
+}
+
+// ID returns a token's identifier (a keyed HMAC of the whole token), or ""
+// for anything Session refuses: malformed, or a tag that does not verify.
+func (t *Tokens) ID(token string) string {
+	if _, ok := t.Session(token); !ok {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString(t.mac("strongroom/refresh/id/v1", token))
+	return b64.EncodeToString(t.mac(labelID, token))
 }

@@ -61,6 +61,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("AppendAndReadStream", func(t *testing.T) { testAppendAndRead(t, h(t)) })
 	t.Run("MetadataAndTraceContext", func(t *testing.T) { testMetadata(t, h(t)) })
 	t.Run("ConflictWritesNothing", func(t *testing.T) { testConflict(t, h(t)) })
+	t.Run("OneTimeValueWithAppend", func(t *testing.T) { testOnce(t, h(t)) })
 	t.Run("MultiStreamAtomic", func(t *testing.T) { testMultiStream(t, h(t)) })
 	t.Run("InvalidAppends", func(t *testing.T) { testInvalid(t, h(t)) })
 	t.Run("SameStreamRace", func(t *testing.T) { testSameStreamRace(t, h(t)) })
@@ -291,6 +292,73 @@ func testConflict(t *testing.T, h Harness) {
 	}
 	if after := allEvents(t, h.Store); len(after) != len(before) {
 		t.Fatalf("conflicting appends wrote %d events", len(after)-len(before))
+	}
+}
+
+// testOnce: a one-time value (a DPoP jti) recorded with an append makes
+// every other append carrying it fail with ErrReplayed and write nothing,
+// even 32 at once on different streams; an append that fails for another
+// reason (a conflict) leaves the value unrecorded.
+func testOnce(t *testing.T, h Harness) {
+	until := time.Now().Add(time.Hour)
+	once := func(v string) *eventstore.Once { return &eventstore.Once{Scope: "test", Value: v, Until: until} }
+	ctx := func(o *eventstore.Once) context.Context { return eventstore.WithOnce(context.Background(), o) }
+
+	mustAppend(t, h.Store, Enroll("dev-o", "user-o"))
+	lost := once("jti-1")
+	if _, err := h.Store.Append(ctx(lost), Then("dev-o", 7, Lock("conflict"))); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("conflicting append: %v", err)
+	}
+	if lost.Recorded() {
+		t.Fatal("a conflicting append recorded its one-time value")
+	}
+	first := once("jti-1")
+	if _, err := h.Store.Append(ctx(first), Then("dev-o", 1, Lock("first"))); err != nil {
+		t.Fatalf("first use after a conflict: %v", err)
+	}
+	if !first.Recorded() {
+		t.Fatal("the committed append did not report its value recorded")
+	}
+	// A recorded Once is not recorded again by the request's later appends.
+	if _, err := h.Store.Append(ctx(first), Then("dev-o", 2, Lock("same request"))); err != nil {
+		t.Fatalf("a later append of the same request: %v", err)
+	}
+	before := allEvents(t, h.Store)
+	if _, err := h.Store.Append(ctx(once("jti-1")), Then("dev-o", 3, Lock("replay"))); !errors.Is(err, eventstore.ErrReplayed) {
+		t.Fatalf("replayed value: err = %v, want ErrReplayed", err)
+	}
+	if _, err := h.Store.Append(ctx(&eventstore.Once{Scope: "other", Value: "jti-1", Until: until}), Then("dev-o", 3, Lock("other scope"))); err != nil {
+		t.Fatalf("the same value in another scope: %v", err)
+	}
+
+	const n = 32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, errs[i] = h.Store.Append(ctx(once("jti-race")), Enroll(fmt.Sprintf("dev-race-%d", i), "user-o"))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, eventstore.ErrReplayed):
+			t.Errorf("loser got %v, want ErrReplayed", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d appends with one value won, want exactly 1", wins)
+	}
+	if after := allEvents(t, h.Store); len(after) != len(before)+2 {
+		t.Fatalf("replayed appends wrote %d events, want 2 (other scope, race winner)", len(after)-len(before))
 	}
 }
 

@@ -68,6 +68,9 @@ func TestNoPasscodeCodeOrTokenLeaks(t *testing.T) {
 	for name, secret := range map[string]string{
 		"enroll code": enrollCode, "reset code": resetCode, "access token": tok.AccessToken,
 		"token signature": tok.AccessToken[strings.LastIndexByte(tok.AccessToken, '.')+1:],
+		// The refresh token's session id is public; its secret and tag
+		// are not.
+		"refresh token": tok.RefreshToken, "refresh token secret and tag": tok.RefreshToken[strings.IndexByte(tok.RefreshToken, '.')+1:],
 	} {
 		if strings.Contains(all, secret) || strings.Contains(strings.ToLower(all), strings.ToLower(secret)) {
 			t.Errorf("the %s appears in authd's output", name)

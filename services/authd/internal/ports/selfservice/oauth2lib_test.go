@@ -95,8 +95,9 @@ func TestXOAuth2TokenSource(t *testing.T) {
 	}
 }
 
-// TestRebuildingSessionsGivesTheSameAnswers rebuilds the inline session
-// read models from the log while authd serves, and compares.
+// TestRebuildingSessionsGivesTheSameAnswers rebuilds the inline sessions
+// read model (the only one token checks read) from the log while authd
+// serves, and compares.
 func TestRebuildingSessionsGivesTheSameAnswers(t *testing.T) {
 	s := authdtest.Start(t, authdtest.Options{})
 	ctx := context.Background()
@@ -109,7 +110,7 @@ func TestRebuildingSessionsGivesTheSameAnswers(t *testing.T) {
 	if err := app.SignOut(ctx, t1, sessionOf(t, s, t2.AccessToken)); err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"sessions", "access_tokens", "refresh_tokens"}
+	names := []string{"sessions"}
 	before := map[string][]projection.Doc{}
 	for _, n := range names {
 		before[n], _ = s.App.ReadModels.All(ctx, n)

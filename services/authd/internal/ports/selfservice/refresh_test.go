@@ -157,6 +157,63 @@ func TestRefreshWithAnotherKeyIsReuse(t *testing.T) {
 	}
 }
 
+// TestReplayedRefreshProof: a DPoP proof is good for one refresh. The jti
+// is recorded in the refresh's own transaction, so 16 copies of one proof
+// with one refresh token, sent at once, get exactly one successor; the
+// rest are refused as replays and decide nothing (the session goes on).
+func TestReplayedRefreshProof(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{})
+	ctx := context.Background()
+	app := enrolled(t, s, "noor", "135790")
+	tok, err := app.SignIn(ctx, "135790")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s.PublicURL + "/oauth2/token"
+	form := url.Values{"grant_type": {"refresh_token"}, "client_id": {"mobile-app"}, "refresh_token": {tok.RefreshToken}}
+	proof, err := dpop.NewProof(app.DeviceKey, "POST", u, s.Nonce(t), "", nowish())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	answers := make([]*authdtest.Response, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			answers[i] = s.Form(t, u, http.Header{"DPoP": {proof}}, form)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var successor string
+	for _, r := range answers {
+		switch m := r.JSON(t); {
+		case r.Status == 200 && successor == "":
+			successor, _ = m["refresh_token"].(string)
+		case r.Status == 400 && m["error"] == "invalid_dpop_proof":
+		default:
+			t.Fatalf("copy of a used proof: %d %s", r.Status, r.Body)
+		}
+	}
+	if successor == "" {
+		t.Fatal("no copy of the proof got a successor")
+	}
+	if again := s.Form(t, u, http.Header{"DPoP": {proof}}, form); again.Status != 400 || again.JSON(t)["error"] != "invalid_dpop_proof" {
+		t.Fatalf("the proof once more: %d %s", again.Status, again.Body)
+	}
+	next, err := app.Refresh(ctx, successor)
+	if err != nil {
+		t.Fatalf("the session did not survive the replays: %v", err)
+	}
+	if !introspectActive(t, s, next.AccessToken) {
+		t.Fatal("the new access token is inactive")
+	}
+}
+
 // TestRefreshRacingRevocation: once a revocation has committed, no refresh
 // of the session succeeds — whatever was in flight.
 func TestRefreshRacingRevocation(t *testing.T) {
