@@ -27,6 +27,10 @@ import (
 func routedClient(pin string, p *process) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		// Like a fleet of apps, each keeping its connection: the default
+		// of two idle connections would make every parallel client
+		// handshake again for most requests.
+		MaxIdleConnsPerHost: 512,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			switch {
 			case strings.HasPrefix(addr, "auth.bank.test:"):
