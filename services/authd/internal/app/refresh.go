@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -48,7 +49,7 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 	var out *Refreshed
 	reused := false
 	err := retry(func() error {
-		st, err := s.sessionState(ctx, sid)
+		st, doc, err := s.sessionState(ctx, sid)
 		if err != nil {
 			return err
 		}
@@ -62,6 +63,7 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 		if decision == session.Reuse {
 			reused = true
 			_, err := s.Events.Append(ctx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
+				UserID: st.UserID, Known: doc,
 				Events: []eventstore.Pending{{Type: events.SessionRefreshReuse, Payload: events.SessionRefreshReuseDetectedV1{TokenID: id, KeyThumbprint: jkt}}}})
 			return err
 		}
@@ -71,6 +73,7 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 			Repeat: decision == session.Repeat, AccessTokenID: accessTokenID,
 			AccessTokenExpiresAt: accessExpiresAt.UTC(), IdleExpiresAt: idle}
 		if _, err := s.Events.Append(ctx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
+			UserID: st.UserID, Known: doc,
 			Events: []eventstore.Pending{{Type: events.SessionRefreshed, Payload: ev}}}); err != nil {
 			return err
 		}
@@ -163,17 +166,20 @@ func (s *Service) ExpireSessions(ctx context.Context) (int, error) {
 // model, which the same transaction as every session event writes: O(1)
 // however long the refresh chain, and current enough for a decision whose
 // append carries the version it read (a stale read conflicts and retries).
-func (s *Service) sessionState(ctx context.Context, sid string) (*session.State, error) {
+// It also returns the document, for the append to fold into (Known) instead
+// of reading it again.
+func (s *Service) sessionState(ctx context.Context, sid string) (*session.State, map[string]json.RawMessage, error) {
 	doc, ok, err := s.Models.Get(ctx, readmodel.SessionsName, sid)
 	if err != nil || !ok {
-		return nil, err
+		return nil, nil, err
 	}
 	d, err := projection.Decode[readmodel.Session](doc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return &session.State{ID: d.SessionID, UserID: d.UserID, DeviceID: d.DeviceID, ClientID: d.ClientID,
-		KeyThumbprint: d.KeyThumbprint, ACR: d.ACR, AMR: d.AMR, AuthTime: d.AuthTime, Scopes: d.Scopes,
-		Audience: d.Audience, ExpiresAt: d.ExpiresAt, IdleExpiresAt: d.IdleExpiresAt,
-		Current: d.RefreshCurrent, Previous: d.RefreshPrevious, Revoked: d.RevokedAt != nil, Version: d.Version}, nil
+			KeyThumbprint: d.KeyThumbprint, ACR: d.ACR, AMR: d.AMR, AuthTime: d.AuthTime, Scopes: d.Scopes,
+			Audience: d.Audience, ExpiresAt: d.ExpiresAt, IdleExpiresAt: d.IdleExpiresAt,
+			Current: d.RefreshCurrent, Previous: d.RefreshPrevious, Revoked: d.RevokedAt != nil, Version: d.Version},
+		map[string]json.RawMessage{readmodel.SessionsName: doc.Data}, nil
 }

@@ -81,6 +81,12 @@ type Append struct {
 	// the audit trail and will select the key that makes Personal erasable.
 	UserID string
 	Events []Pending
+	// Known optionally hands over read-model documents of this stream the
+	// command read (by projection name, the document's JSON), so the store
+	// need not read them again. A store uses one only for a per-stream
+	// projection (projection.PerStream) and only if the document's own
+	// version is ExpectedVersion; otherwise it reads the document itself.
+	Known map[string]json.RawMessage
 }
 
 // Pending is an event a command wants appended.

@@ -35,6 +35,20 @@ type Projection interface {
 	Apply(cur *Doc, ev eventstore.Event) (*Doc, error)
 }
 
+// PerStream is implemented by projections whose documents each belong to
+// one stream: the key is the stream id, only that stream's events change
+// the document, and the document records the stream version it reflects.
+// Appends then need no lock for them (the stream's compare-and-set already
+// orders its writers), and may fold into a document the appender read
+// (eventstore.Append.Known) once its version proves it current.
+type PerStream interface {
+	Projection
+	// PerStream reports whether the projection keeps that promise.
+	PerStream() bool
+	// DocVersion returns the stream version a document reflects.
+	DocVersion(d Doc) (int64, error)
+}
+
 var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
 // CheckName refuses names that could not be used as part of a table name.
@@ -77,6 +91,25 @@ type Typed[T any] struct {
 	KeyOf func(ev eventstore.Event) (string, bool)
 	// Fold returns the next state (nil to delete) and its owner.
 	Fold func(cur *T, ev eventstore.Event) (next *T, owner string, err error)
+	// VersionOf, for a projection that is PerStream (KeyOf gives the
+	// stream id, Fold records the event's version), returns the stream
+	// version a document reflects; nil otherwise.
+	VersionOf func(*T) int64
+}
+
+// PerStream implements PerStream.
+func (p Typed[T]) PerStream() bool { return p.VersionOf != nil }
+
+// DocVersion implements PerStream.
+func (p Typed[T]) DocVersion(d Doc) (int64, error) {
+	if p.VersionOf == nil {
+		return 0, fmt.Errorf("projection %s is not per stream", p.ProjectionName)
+	}
+	v, err := Decode[T](d)
+	if err != nil {
+		return 0, err
+	}
+	return p.VersionOf(v), nil
 }
 
 // Name implements Projection.

@@ -55,6 +55,7 @@ func Sessions(reg *events.Registry) projection.Projection {
 		KeyOf: func(ev eventstore.Event) (string, bool) {
 			return ev.StreamID, ev.StreamType == events.StreamSession
 		},
+		VersionOf: func(s *Session) int64 { return s.Version },
 		Fold: func(cur *Session, ev eventstore.Event) (*Session, string, error) {
 			if cur != nil && ev.Version <= cur.Version {
 				return cur, cur.UserID, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -29,9 +30,33 @@ const (
 )
 
 var (
-	outboxSchema  = wsql.DefaultPostgreSQLSchema{}
+	outboxSchema  = schemaAdapter{}
 	outboxOffsets = wsql.DefaultPostgreSQLOffsetsAdapter{}
 )
+
+// MetaTx is the message metadata key that carries the id of the
+// transaction that appended the message's event.
+const MetaTx = "tx"
+
+// schemaAdapter is watermill-sql's PostgreSQL schema, which also tells a
+// subscriber the id of the transaction that wrote each message (its
+// transaction_id column): the events of that transaction are exactly what
+// the message announces, and a projection already past that transaction
+// has nothing to do. An append builds its messages before the database
+// has assigned the events' positions (see append.go), so the messages
+// cannot carry those.
+type schemaAdapter struct{ wsql.DefaultPostgreSQLSchema }
+
+func (s schemaAdapter) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	r, err := s.DefaultPostgreSQLSchema.UnmarshalMessage(params)
+	if err != nil {
+		return r, err
+	}
+	if tx, ok := r.ExtraData["transaction_id"].(wsql.XID8); ok {
+		r.Msg.Metadata.Set(MetaTx, strconv.FormatUint(uint64(tx), 10))
+	}
+	return r, nil
+}
 
 // queuePublish queues the outbox insert of evs on b, through watermill-sql's
 // publisher: the messages become deliverable exactly when the append
@@ -87,7 +112,9 @@ func EventMessage(ev eventstore.Event) (*message.Message, error) {
 	msg := message.NewMessage(ev.EventID.String(), payload)
 	msg.Metadata.Set(MetaEventType, ev.Type)
 	msg.Metadata.Set(MetaStreamID, ev.StreamID)
-	msg.Metadata.Set(MetaPosition, ev.Position.String())
+	if !ev.Position.IsZero() {
+		msg.Metadata.Set(MetaPosition, ev.Position.String())
+	}
 	if ev.Metadata.TraceParent != "" {
 		msg.Metadata.Set("traceparent", ev.Metadata.TraceParent)
 	}
@@ -103,7 +130,7 @@ func MessageEvent(msg *message.Message) (eventstore.Event, error) {
 	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
 		return ev, fmt.Errorf("outbox: decode message %s: %w", msg.UUID, err)
 	}
-	if ev.Position.IsZero() || ev.StreamID == "" || ev.Type == "" {
+	if ev.StreamID == "" || ev.Type == "" {
 		return ev, fmt.Errorf("outbox: message %s is not an event", msg.UUID)
 	}
 	return ev, nil

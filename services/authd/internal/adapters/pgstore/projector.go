@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -226,21 +227,23 @@ func (p *Projector) Healthy() error {
 func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFunc {
 	var applied eventstore.Position // the router calls one handler at a time
 	return func(msg *message.Message) error {
-		pos, err := eventstore.ParsePosition(msg.Metadata.Get(MetaPosition))
-		if err != nil {
-			ev, err := MessageEvent(msg)
-			if err != nil {
-				return err
-			}
-			pos = ev.Position
+		// Everything up to the end of the message's transaction.
+		target := eventstore.Position{Tx: math.MaxUint64, Seq: math.MaxInt64}
+		if pos, err := eventstore.ParsePosition(msg.Metadata.Get(MetaPosition)); err == nil {
+			target = pos
+		} else if tx, err := strconv.ParseUint(msg.Metadata.Get(MetaTx), 10, 64); err == nil {
+			target = eventstore.Position{Tx: tx, Seq: math.MaxInt64}
 		}
-		for applied.Less(pos) {
+		for applied.Less(target) {
 			to, err := p.catchUp(msg.Context(), pr)
 			if err != nil {
 				return err
 			}
 			if !applied.Less(to) {
-				return fmt.Errorf("projection %s: event %s delivered but not in the log", pr.Name(), pos)
+				// The log has nothing more that is final; the message's
+				// transaction is final (the subscriber saw its message), so
+				// its events are applied.
+				return nil
 			}
 			applied = to
 		}
@@ -303,10 +306,14 @@ type docWork struct {
 	keys    []string
 	docs    map[string]*projection.Doc
 	existed map[string]bool
+	// perStream: the projection is projection.PerStream; known: documents
+	// the store has without reading them (inline appends only).
+	perStream bool
+	known     map[string]bool
 }
 
 func newDocWork(pr projection.Projection, evs []eventstore.Event) *docWork {
-	w := &docWork{pr: pr, docs: map[string]*projection.Doc{}, existed: map[string]bool{}}
+	w := &docWork{pr: pr, docs: map[string]*projection.Doc{}, existed: map[string]bool{}, known: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, ev := range evs {
 		if key, ok := pr.Key(ev); ok && !seen[key] {
@@ -317,9 +324,26 @@ func newDocWork(pr projection.Projection, evs []eventstore.Event) *docWork {
 	return w
 }
 
+// unknown returns the keys of the documents that must be read.
+func (w *docWork) unknown() []string {
+	if len(w.known) == 0 {
+		return w.keys
+	}
+	var out []string
+	for _, k := range w.keys {
+		if !w.known[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // queueRead reads every document the work touches.
-func (w *docWork) queueRead(b *pgx.Batch) {
-	b.Queue("SELECT key, coalesce(owner, ''), doc FROM "+w.table+" WHERE key = ANY($1)", w.keys).
+func (w *docWork) queueRead(b *pgx.Batch) { w.queueReadKeys(b, w.keys) }
+
+// queueReadKeys reads the documents of keys.
+func (w *docWork) queueReadKeys(b *pgx.Batch, keys []string) {
+	b.Queue("SELECT key, coalesce(owner, ''), doc FROM "+w.table+" WHERE key = ANY($1)", keys).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var d projection.Doc
@@ -393,10 +417,6 @@ func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen i
 	}
 	return nil
 }
-
-// inlineLockSQL is the advisory lock key that inline appends hold shared
-// and a rebuild's swap holds exclusively.
-const inlineLockSQL = "hashtextextended('inline:' || $1, 0)"
 
 // ConnsNeeded is how many pool connections n asynchronous projections can
 // hold at once. A pool smaller than this plus the request load could leave

@@ -82,7 +82,10 @@ func (p *Projector) Rebuild(ctx context.Context, name string) error {
 	// writers of this read model.
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if !async {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+inlineLockSQL+")", name); err != nil {
+			// Waits for every append in flight (each holds ROW EXCLUSIVE
+			// on streams from before it touches a read model) and holds off
+			// new ones until the swap commits: see append.go.
+			if _, err := tx.Exec(ctx, "LOCK TABLE streams IN SHARE MODE"); err != nil {
 				return err
 			}
 		}

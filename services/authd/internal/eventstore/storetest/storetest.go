@@ -40,7 +40,8 @@ type StreamHead struct {
 	LastType string `json:"last_type"`
 }
 
-// StreamHeads is a small inline projection: one document per stream.
+// StreamHeads is a small inline projection: one document per stream
+// (projection.PerStream).
 func StreamHeads() projection.Projection {
 	return projection.Typed[StreamHead]{
 		ProjectionName: StreamHeadsName,
@@ -48,13 +49,40 @@ func StreamHeads() projection.Projection {
 		Fold: func(_ *StreamHead, ev eventstore.Event) (*StreamHead, string, error) {
 			return &StreamHead{Version: ev.Version, LastType: ev.Type}, ev.UserID, nil
 		},
+		VersionOf: func(h *StreamHead) int64 { return h.Version },
+	}
+}
+
+// UserEventsName is the suite's inline projection whose documents many
+// streams change.
+const UserEventsName = "user_events"
+
+// UserEvents counts each user's events: one document per user, changed by
+// every stream of that user, so appends must lock it.
+type UserEvents struct {
+	Count int `json:"count"`
+}
+
+// UserEventCounts is the inline projection of UserEvents.
+func UserEventCounts() projection.Projection {
+	return projection.Typed[UserEvents]{
+		ProjectionName: UserEventsName,
+		KeyOf:          func(ev eventstore.Event) (string, bool) { return ev.UserID, ev.UserID != "" },
+		Fold: func(cur *UserEvents, ev eventstore.Event) (*UserEvents, string, error) {
+			next := UserEvents{}
+			if cur != nil {
+				next = *cur
+			}
+			next.Count++
+			return &next, ev.UserID, nil
+		},
 	}
 }
 
 // Run runs the whole suite against the adapter f builds.
 func Run(t *testing.T, f Factory) {
 	h := func(t *testing.T) Harness {
-		h := f(t, []projection.Projection{StreamHeads()}, []projection.Projection{readmodel.Devices(events.Default)})
+		h := f(t, []projection.Projection{StreamHeads(), UserEventCounts()}, []projection.Projection{readmodel.Devices(events.Default)})
 		h.Store = &recorder{Store: h.Store}
 		return h
 	}
@@ -70,6 +98,8 @@ func Run(t *testing.T, f Factory) {
 	t.Run("ReadUser", func(t *testing.T) { testReadUser(t, h(t)) })
 	t.Run("HostilePositions", func(t *testing.T) { testHostilePositions(t, h(t)) })
 	t.Run("InlineProjectionReadsOwnWrite", func(t *testing.T) { testInline(t, h(t)) })
+	t.Run("KnownDocuments", func(t *testing.T) { testKnown(t, h(t)) })
+	t.Run("SharedInlineDocumentRace", func(t *testing.T) { testSharedDocRace(t, h(t)) })
 	t.Run("ProjectionAndRebuild", func(t *testing.T) { testProjection(t, h(t)) })
 }
 
@@ -669,6 +699,108 @@ func testInline(t *testing.T, h Harness) {
 	}
 	if _, _, err := h.Runner.Get(ctx, "no_such_projection", "x"); !errors.Is(err, projection.ErrUnknown) {
 		t.Fatalf("unknown projection: %v", err)
+	}
+}
+
+// testKnown: a per-stream document the command hands over (Append.Known)
+// is folded into only when its version is the expected one; a stale or
+// unreadable one is read again, so the read model stays right either way.
+func testKnown(t *testing.T, h Harness) {
+	ctx := context.Background()
+	mustAppend(t, h.Store, Enroll("dev-k", "user-k"))
+	head := func() (StreamHead, string) {
+		t.Helper()
+		doc, ok, err := h.Runner.Get(ctx, StreamHeadsName, "dev-k")
+		if err != nil || !ok {
+			t.Fatalf("document missing: %v", err)
+		}
+		hd, err := projection.Decode[StreamHead](doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *hd, doc.Owner
+	}
+	current, _, err := h.Runner.Get(ctx, StreamHeadsName, "dev-k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		known json.RawMessage
+	}{
+		{"current document", current.Data},
+		{"stale document", json.RawMessage(`{"version":0,"last_type":"stale"}`)},
+		{"garbage", json.RawMessage(`{"version":`)},
+		{"none", nil},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := Then("dev-k", int64(i)+1, Lock(c.name))
+			a.UserID = "user-k"
+			if c.known != nil {
+				a.Known = map[string]json.RawMessage{StreamHeadsName: c.known}
+			}
+			if _, err := h.Store.Append(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			got, owner := head()
+			if got.Version != int64(i)+2 || got.LastType != events.DeviceLocked || owner != "user-k" {
+				t.Fatalf("document = %+v (owner %q)", got, owner)
+			}
+			current, _, _ = h.Runner.Get(ctx, StreamHeadsName, "dev-k")
+		})
+	}
+	// A known document does not excuse a conflict: the append fails and
+	// writes nothing.
+	a := Then("dev-k", 1, Lock("late"))
+	a.UserID, a.Known = "user-k", map[string]json.RawMessage{StreamHeadsName: current.Data}
+	if _, err := h.Store.Append(ctx, a); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("stale append with a known document: %v", err)
+	}
+	// Naming another owner than the stream's is refused.
+	a = Then("dev-k", 5, Lock("owner"))
+	a.UserID = "user-other"
+	if _, err := h.Store.Append(ctx, a); !errors.Is(err, eventstore.ErrInvalidAppend) {
+		t.Fatalf("another owner: %v", err)
+	}
+	if got, _ := head(); got.Version != 5 {
+		t.Fatalf("refused appends changed the document to version %d", got.Version)
+	}
+}
+
+// testSharedDocRace: 32 streams of one user append at once; the user's
+// shared inline document (changed by all of them) counts every event.
+func testSharedDocRace(t *testing.T, h Harness) {
+	ctx := context.Background()
+	const n = 32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			id := fmt.Sprintf("dev-shared-%d", i)
+			if _, errs[i] = h.Store.Append(ctx, Enroll(id, "user-shared")); errs[i] != nil {
+				return
+			}
+			_, errs[i] = h.Store.Append(ctx, Then(id, 1, Lock("x")))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc, ok, err := h.Runner.Get(ctx, UserEventsName, "user-shared")
+	if err != nil || !ok {
+		t.Fatalf("shared document missing: %v", err)
+	}
+	if c, err := projection.Decode[UserEvents](doc); err != nil || c.Count != 2*n {
+		t.Fatalf("shared document = %+v, %v; want count %d", c, err, 2*n)
 	}
 }
 
