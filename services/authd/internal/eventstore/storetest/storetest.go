@@ -362,19 +362,10 @@ func testOnce(t *testing.T, h Harness) {
 	}
 
 	const n = 32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, errs[i] = h.Store.Append(ctx(once("jti-race")), Enroll(fmt.Sprintf("dev-race-%d", i), "user-o"))
-		}()
-	}
-	close(start)
-	wg.Wait()
+	errs := atOnce(n, func(i int) (err error) {
+		_, err = h.Store.Append(ctx(once("jti-race")), Enroll(fmt.Sprintf("dev-race-%d", i), "user-o"))
+		return err
+	})
 	wins := 0
 	for _, err := range errs {
 		switch {
@@ -481,19 +472,10 @@ func testInvalid(t *testing.T, h Harness) {
 func testSameStreamRace(t *testing.T, h Harness) {
 	mustAppend(t, h.Store, Enroll("dev-r", "user-r"))
 	const n = 64
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, errs[i] = h.Store.Append(context.Background(), Then("dev-r", 1, Lock(fmt.Sprint(i))))
-		}()
-	}
-	close(start)
-	wg.Wait()
+	errs := atOnce(n, func(i int) (err error) {
+		_, err = h.Store.Append(context.Background(), Then("dev-r", 1, Lock(fmt.Sprint(i))))
+		return err
+	})
 	wins := 0
 	for _, err := range errs {
 		switch {
@@ -773,23 +755,14 @@ func testKnown(t *testing.T, h Harness) {
 func testSharedDocRace(t *testing.T, h Harness) {
 	ctx := context.Background()
 	const n = 32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			id := fmt.Sprintf("dev-shared-%d", i)
-			if _, errs[i] = h.Store.Append(ctx, Enroll(id, "user-shared")); errs[i] != nil {
-				return
-			}
-			_, errs[i] = h.Store.Append(ctx, Then(id, 1, Lock("x")))
-		}()
-	}
-	close(start)
-	wg.Wait()
+	errs := atOnce(n, func(i int) (err error) {
+		id := fmt.Sprintf("dev-shared-%d", i)
+		if _, err = h.Store.Append(ctx, Enroll(id, "user-shared")); err != nil {
+			return err
+		}
+		_, err = h.Store.Append(ctx, Then(id, 1, Lock("x")))
+		return err
+	})
 	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)
@@ -802,6 +775,25 @@ func testSharedDocRace(t *testing.T, h Harness) {
 	if c, err := projection.Decode[UserEvents](doc); err != nil || c.Count != 2*n {
 		t.Fatalf("shared document = %+v, %v; want count %d", c, err, 2*n)
 	}
+}
+
+// atOnce runs f(0..n-1) in n goroutines released together and returns
+// their errors.
+func atOnce(n int, f func(i int) error) []error {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
 }
 
 // WaitCaughtUp waits until every projection has applied the events up to
