@@ -129,37 +129,48 @@ func (s *Service) RevokeRefreshToken(ctx context.Context, token, jkt, clientID s
 }
 
 // ExpireSessions records session.expired for every session past its idle
-// or absolute end, which removes it from the sessions read model. Expired
-// sessions already stopped working by their own timestamps; this only
-// writes it down and cleans up. Several replicas may run it at once: each
-// append carries the version it read, so a session expires once.
+// or absolute end (revoked ones too), which removes it from the sessions
+// read model. Expired sessions already stopped working by their own
+// timestamps; this only writes it down and cleans up. It reads only the
+// sessions that are due (an index on the read model), in batches. Several
+// replicas may run it at once: each append carries the version it read, so
+// a session expires once.
 func (s *Service) ExpireSessions(ctx context.Context) (int, error) {
-	docs, err := s.Models.All(ctx, readmodel.SessionsName)
-	if err != nil {
-		return 0, err
-	}
+	const batch = 500
 	now := s.Now()
 	n := 0
-	for _, d := range docs {
-		sess, err := projection.Decode[readmodel.Session](d)
-		if err != nil || sess.RevokedAt != nil || sess.Active(now) {
-			continue
-		}
-		reason := "absolute"
-		if !sess.IdleExpiresAt.IsZero() && !now.Before(sess.IdleExpiresAt) && now.Before(sess.ExpiresAt) {
-			reason = "idle"
-		}
-		_, err = s.Events.Append(ctx, eventstore.Append{StreamID: sess.SessionID, StreamType: events.StreamSession, ExpectedVersion: sess.Version,
-			Events: []eventstore.Pending{{Type: events.SessionExpired, Payload: events.SessionExpiredV1{Reason: reason}}}})
-		switch {
-		case errors.Is(err, eventstore.ErrConflict):
-			continue // another replica (or a revocation) got there first
-		case err != nil:
+	for {
+		docs, err := s.Models.Due(ctx, readmodel.SessionsName, now, batch)
+		if err != nil {
 			return n, err
 		}
-		n++
+		progress := false
+		for _, d := range docs {
+			sess, err := projection.Decode[readmodel.Session](d)
+			if err != nil || sess.Active(now) {
+				continue
+			}
+			reason := "absolute"
+			if !sess.IdleExpiresAt.IsZero() && !now.Before(sess.IdleExpiresAt) && now.Before(sess.ExpiresAt) {
+				reason = "idle"
+			}
+			_, err = s.Events.Append(ctx, eventstore.Append{StreamID: sess.SessionID, StreamType: events.StreamSession,
+				ExpectedVersion: sess.Version, UserID: sess.UserID, Known: map[string]json.RawMessage{readmodel.SessionsName: d.Data},
+				Events: []eventstore.Pending{{Type: events.SessionExpired, Payload: events.SessionExpiredV1{Reason: reason}}}})
+			switch {
+			case errors.Is(err, eventstore.ErrConflict):
+				progress = true // another replica (or a refresh) got there first; look again
+				continue
+			case err != nil:
+				return n, err
+			}
+			n++
+			progress = true
+		}
+		if len(docs) < batch || !progress {
+			return n, nil
+		}
 	}
-	return n, nil
 }
 
 // sessionState reads a session's state from the inline sessions read

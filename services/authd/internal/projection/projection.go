@@ -21,6 +21,9 @@ type Doc struct {
 	Key   string          `json:"key"`
 	Owner string          `json:"owner,omitempty"`
 	Data  json.RawMessage `json:"data"`
+	// Due, if not zero, is when the document next needs attention (a
+	// session's expiry): Reader.Due finds such documents without a scan.
+	Due time.Time `json:"due,omitzero"`
 }
 
 // Projection folds events into documents.
@@ -95,6 +98,8 @@ type Typed[T any] struct {
 	// stream id, Fold records the event's version), returns the stream
 	// version a document reflects; nil otherwise.
 	VersionOf func(*T) int64
+	// DueOf, if set, gives a document's Due time (zero for none).
+	DueOf func(*T) time.Time
 }
 
 // PerStream implements PerStream.
@@ -142,7 +147,11 @@ func (p Typed[T]) Apply(cur *Doc, ev eventstore.Event) (*Doc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projection %s: encode document %q: %w", p.ProjectionName, key, err)
 	}
-	return &Doc{Key: key, Owner: owner, Data: data}, nil
+	d := &Doc{Key: key, Owner: owner, Data: data}
+	if p.DueOf != nil {
+		d.Due = p.DueOf(next).UTC().Truncate(time.Microsecond) // PostgreSQL's precision
+	}
+	return d, nil
 }
 
 // Decode decodes a document's data into T.

@@ -1,6 +1,9 @@
 package projection
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Reader reads the live generation of read models.
 type Reader interface {
@@ -10,6 +13,9 @@ type Reader interface {
 	ListByOwner(ctx context.Context, projection, owner string) ([]Doc, error)
 	// All returns every document ordered by key (for checks and tools).
 	All(ctx context.Context, projection string) ([]Doc, error)
+	// Due returns up to limit documents whose Due is not after t, the
+	// earliest first.
+	Due(ctx context.Context, projection string, t time.Time, limit int) ([]Doc, error)
 }
 
 // Runner runs projections and rebuilds them.

@@ -56,6 +56,13 @@ func Sessions(reg *events.Registry) projection.Projection {
 			return ev.StreamID, ev.StreamType == events.StreamSession
 		},
 		VersionOf: func(s *Session) int64 { return s.Version },
+		// The sweeper records session.expired when a session is due.
+		DueOf: func(s *Session) time.Time {
+			if !s.IdleExpiresAt.IsZero() && s.IdleExpiresAt.Before(s.ExpiresAt) {
+				return s.IdleExpiresAt
+			}
+			return s.ExpiresAt
+		},
 		Fold: func(cur *Session, ev eventstore.Event) (*Session, string, error) {
 			if cur != nil && ev.Version <= cur.Version {
 				return cur, cur.UserID, nil

@@ -295,6 +295,16 @@ func (p *Projector) list(name string, keep func(projection.Doc) bool) ([]project
 	return out, nil
 }
 
+// Due implements projection.Reader.
+func (p *Projector) Due(_ context.Context, name string, t time.Time, limit int) ([]projection.Doc, error) {
+	docs, err := p.list(name, func(d projection.Doc) bool { return !d.Due.IsZero() && !d.Due.After(t) })
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(docs, func(i, j int) bool { return docs[i].Due.Before(docs[j].Due) })
+	return docs[:min(len(docs), eventstore.ClampLimit(limit))], nil
+}
+
 func cloneDoc(d projection.Doc) projection.Doc {
 	d.Data = append([]byte(nil), d.Data...)
 	return d

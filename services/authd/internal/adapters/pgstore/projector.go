@@ -135,8 +135,9 @@ func viewName(name string) string { return pgx.Identifier{"rm_" + name}.Sanitize
 func createGeneration(ctx context.Context, tx pgx.Tx, name string, gen int) error {
 	t := tableName(name, gen)
 	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+t+`;
-		CREATE TABLE `+t+` (key text PRIMARY KEY, owner text, doc jsonb NOT NULL);
-		CREATE INDEX ON `+t+` (owner, key) WHERE owner IS NOT NULL`)
+		CREATE TABLE `+t+` (key text PRIMARY KEY, owner text, doc jsonb NOT NULL, due timestamptz);
+		CREATE INDEX ON `+t+` (owner, key) WHERE owner IS NOT NULL;
+		CREATE INDEX ON `+t+` (due, key) WHERE due IS NOT NULL`)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", t, err)
 	}
@@ -144,7 +145,7 @@ func createGeneration(ctx context.Context, tx pgx.Tx, name string, gen int) erro
 }
 
 func swapView(ctx context.Context, tx pgx.Tx, name string, gen int) error {
-	_, err := tx.Exec(ctx, `CREATE OR REPLACE VIEW `+viewName(name)+` AS SELECT key, owner, doc FROM `+tableName(name, gen))
+	_, err := tx.Exec(ctx, `CREATE OR REPLACE VIEW `+viewName(name)+` AS SELECT key, owner, doc, due FROM `+tableName(name, gen))
 	if err != nil {
 		return fmt.Errorf("swap view of %s: %w", name, err)
 	}
@@ -324,6 +325,23 @@ func newDocWork(pr projection.Projection, evs []eventstore.Event) *docWork {
 	return w
 }
 
+// docColumns are a document's columns, in scanDoc's order.
+const docColumns = "key, coalesce(owner, ''), doc, due"
+
+func scanDoc(row pgx.Row) (projection.Doc, error) {
+	var d projection.Doc
+	var data []byte
+	var due *time.Time
+	if err := row.Scan(&d.Key, &d.Owner, &data, &due); err != nil {
+		return d, err
+	}
+	d.Data = data
+	if due != nil {
+		d.Due = due.UTC()
+	}
+	return d, nil
+}
+
 // unknown returns the keys of the documents that must be read.
 func (w *docWork) unknown() []string {
 	if len(w.known) == 0 {
@@ -343,15 +361,13 @@ func (w *docWork) queueRead(b *pgx.Batch) { w.queueReadKeys(b, w.keys) }
 
 // queueReadKeys reads the documents of keys.
 func (w *docWork) queueReadKeys(b *pgx.Batch, keys []string) {
-	b.Queue("SELECT key, coalesce(owner, ''), doc FROM "+w.table+" WHERE key = ANY($1)", keys).
+	b.Queue("SELECT "+docColumns+" FROM "+w.table+" WHERE key = ANY($1)", keys).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				var d projection.Doc
-				var data []byte
-				if err := rows.Scan(&d.Key, &d.Owner, &data); err != nil {
+				d, err := scanDoc(rows)
+				if err != nil {
 					return fmt.Errorf("projection %s: read documents: %w", w.pr.Name(), err)
 				}
-				d.Data = data
 				w.docs[d.Key] = &d
 				w.existed[d.Key] = true
 			}
@@ -387,8 +403,13 @@ func (w *docWork) queueWrites(b *pgx.Batch) {
 		case d == nil && w.existed[key]:
 			b.Queue("DELETE FROM "+t+" WHERE key = $1", key)
 		case d != nil:
-			b.Queue("INSERT INTO "+t+` (key, owner, doc) VALUES ($1, nullif($2, ''), $3)
-				ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, doc = excluded.doc`, key, d.Owner, string(d.Data))
+			var due *time.Time
+			if !d.Due.IsZero() {
+				due = &d.Due
+			}
+			b.Queue("INSERT INTO "+t+` (key, owner, doc, due) VALUES ($1, nullif($2, ''), $3, $4)
+				ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, doc = excluded.doc, due = excluded.due`,
+				key, d.Owner, string(d.Data), due)
 		}
 	}
 }

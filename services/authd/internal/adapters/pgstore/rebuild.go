@@ -136,7 +136,7 @@ func (p *Projector) Get(ctx context.Context, name, key string) (projection.Doc, 
 	if _, ok := p.all[name]; !ok {
 		return projection.Doc{}, false, fmt.Errorf("%w: %q", projection.ErrUnknown, name)
 	}
-	docs, err := p.query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+viewName(name)+" WHERE key = $1", key)
+	docs, err := p.query(ctx, "SELECT "+docColumns+" FROM "+viewName(name)+" WHERE key = $1", key)
 	if err != nil || len(docs) == 0 {
 		return projection.Doc{}, false, err
 	}
@@ -148,7 +148,7 @@ func (p *Projector) ListByOwner(ctx context.Context, name, owner string) ([]proj
 	if _, ok := p.all[name]; !ok {
 		return nil, fmt.Errorf("%w: %q", projection.ErrUnknown, name)
 	}
-	return p.query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+viewName(name)+" WHERE owner = $1 ORDER BY key", owner)
+	return p.query(ctx, "SELECT "+docColumns+" FROM "+viewName(name)+" WHERE owner = $1 ORDER BY key", owner)
 }
 
 // All implements projection.Reader.
@@ -156,7 +156,16 @@ func (p *Projector) All(ctx context.Context, name string) ([]projection.Doc, err
 	if _, ok := p.all[name]; !ok {
 		return nil, fmt.Errorf("%w: %q", projection.ErrUnknown, name)
 	}
-	return p.query(ctx, "SELECT key, coalesce(owner, ''), doc FROM "+viewName(name)+" ORDER BY key")
+	return p.query(ctx, "SELECT "+docColumns+" FROM "+viewName(name)+" ORDER BY key")
+}
+
+// Due implements projection.Reader, through the partial index on due.
+func (p *Projector) Due(ctx context.Context, name string, t time.Time, limit int) ([]projection.Doc, error) {
+	if _, ok := p.all[name]; !ok {
+		return nil, fmt.Errorf("%w: %q", projection.ErrUnknown, name)
+	}
+	return p.query(ctx, "SELECT "+docColumns+" FROM "+viewName(name)+" WHERE due <= $1 ORDER BY due, key LIMIT $2",
+		t, eventstore.ClampLimit(limit))
 }
 
 func (p *Projector) query(ctx context.Context, sql string, args ...any) ([]projection.Doc, error) {
@@ -165,11 +174,7 @@ func (p *Projector) query(ctx context.Context, sql string, args ...any) ([]proje
 		return nil, fmt.Errorf("read model: %w", err)
 	}
 	docs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (projection.Doc, error) {
-		var d projection.Doc
-		var data []byte
-		err := r.Scan(&d.Key, &d.Owner, &data)
-		d.Data = data
-		return d, err
+		return scanDoc(r)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read model: %w", err)

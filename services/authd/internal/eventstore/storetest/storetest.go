@@ -38,6 +38,9 @@ const StreamHeadsName = "stream_heads"
 type StreamHead struct {
 	Version  int64  `json:"version"`
 	LastType string `json:"last_type"`
+	// Due is the document's Due: its event's time plus one hour per
+	// version.
+	Due time.Time `json:"due"`
 }
 
 // StreamHeads is a small inline projection: one document per stream
@@ -47,9 +50,11 @@ func StreamHeads() projection.Projection {
 		ProjectionName: StreamHeadsName,
 		KeyOf:          func(ev eventstore.Event) (string, bool) { return ev.StreamID, true },
 		Fold: func(_ *StreamHead, ev eventstore.Event) (*StreamHead, string, error) {
-			return &StreamHead{Version: ev.Version, LastType: ev.Type}, ev.UserID, nil
+			due := ev.OccurredAt.Add(time.Duration(ev.Version) * time.Hour)
+			return &StreamHead{Version: ev.Version, LastType: ev.Type, Due: due}, ev.UserID, nil
 		},
 		VersionOf: func(h *StreamHead) int64 { return h.Version },
+		DueOf:     func(h *StreamHead) time.Time { return h.Due },
 	}
 }
 
@@ -99,6 +104,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("HostilePositions", func(t *testing.T) { testHostilePositions(t, h(t)) })
 	t.Run("InlineProjectionReadsOwnWrite", func(t *testing.T) { testInline(t, h(t)) })
 	t.Run("KnownDocuments", func(t *testing.T) { testKnown(t, h(t)) })
+	t.Run("DueDocuments", func(t *testing.T) { testDue(t, h(t)) })
 	t.Run("SharedInlineDocumentRace", func(t *testing.T) { testSharedDocRace(t, h(t)) })
 	t.Run("ProjectionAndRebuild", func(t *testing.T) { testProjection(t, h(t)) })
 }
@@ -747,6 +753,51 @@ func testKnown(t *testing.T, h Harness) {
 	}
 	if got, _ := head(); got.Version != 5 {
 		t.Fatalf("refused appends changed the document to version %d", got.Version)
+	}
+}
+
+// testDue: Reader.Due returns the documents due by a time, the earliest
+// first, up to a limit; a document's next version moves its due time.
+func testDue(t *testing.T, h Harness) {
+	ctx := context.Background()
+	start := time.Now()
+	for _, id := range []string{"dev-d1", "dev-d2", "dev-d3"} {
+		mustAppend(t, h.Store, Enroll(id, "user-d"))
+	}
+	mustAppend(t, h.Store, Then("dev-d3", 1, Lock("later")))
+	keys := func(at time.Time, limit int) []string {
+		t.Helper()
+		docs, err := h.Runner.Due(ctx, StreamHeadsName, at, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range docs {
+			if d.Due.IsZero() || d.Due.After(at) {
+				t.Fatalf("document %s due %s, after %s", d.Key, d.Due, at)
+			}
+			out = append(out, d.Key)
+		}
+		return out
+	}
+	cases := []struct {
+		name  string
+		at    time.Time
+		limit int
+		want  string
+	}{
+		{"nothing due yet", start, 10, "[]"},
+		{"version 1 documents", start.Add(90 * time.Minute), 10, "[dev-d1 dev-d2]"},
+		{"all", start.Add(3 * time.Hour), 10, "[dev-d1 dev-d2 dev-d3]"},
+		{"limit", start.Add(3 * time.Hour), 1, "[dev-d1]"},
+	}
+	for _, c := range cases {
+		if got := fmt.Sprint(keys(c.at, c.limit)); got != c.want {
+			t.Errorf("%s: due %s, want %s", c.name, got, c.want)
+		}
+	}
+	if _, err := h.Runner.Due(ctx, "no_such_projection", start, 1); !errors.Is(err, projection.ErrUnknown) {
+		t.Fatalf("unknown projection: %v", err)
 	}
 }
 

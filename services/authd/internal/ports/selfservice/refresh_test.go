@@ -362,6 +362,20 @@ func TestSessionsExpireByThemselves(t *testing.T) {
 		t.Fatal(err)
 	}
 	sid := sessionOf(t, s, tok.AccessToken)
+	// A second session, signed out: revoked sessions leave the read model
+	// too once they are due.
+	tok2, err := app.SignIn(ctx, "909090")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid2 := sessionOf(t, s, tok2.AccessToken)
+	if err := app.SignOut(ctx, tok2, sid2); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing is due yet: the sweeper leaves every session alone.
+	if n, err := s.App.Devices.ExpireSessions(ctx); err != nil || n != 0 {
+		t.Fatalf("a sweep before anything is due expired %d sessions (%v)", n, err)
+	}
 	// Pretend 13 hours have passed (the clock is the fake boundary).
 	s.App.Devices.Now = func() time.Time { return time.Now().Add(13 * time.Hour) }
 	var wg sync.WaitGroup
@@ -378,9 +392,13 @@ func TestSessionsExpireByThemselves(t *testing.T) {
 	for _, c := range counts {
 		total += c
 	}
-	// Paul's session and the back office's (whose token ended long ago).
-	if total != 2 {
-		t.Fatalf("%d sessions expired by 4 sweepers, want 2", total)
+	// Paul's two sessions and the back office's (whose token ended long
+	// ago).
+	if total != 3 {
+		t.Fatalf("%d sessions expired by 4 sweepers, want 3", total)
+	}
+	if _, ok, _ := s.App.ReadModels.Get(ctx, "sessions", sid2); ok {
+		t.Fatal("the signed-out session is still in the read model")
 	}
 	evs, _ := s.App.Store.ReadStream(ctx, sid, 0)
 	expired := 0
