@@ -56,12 +56,20 @@ func Sessions(reg *events.Registry) projection.Projection {
 			return ev.StreamID, ev.StreamType == events.StreamSession
 		},
 		VersionOf: func(s *Session) int64 { return s.Version },
-		// The sweeper records session.expired when a session is due.
+		// The sweeper records session.expired when a session is due. Due
+		// is rounded up to the minute (the sweeper runs once a minute
+		// anyway; sessions end by their own timestamps): refreshes within
+		// one minute then leave the indexed column as it was, so the row
+		// is updated in place without touching the index.
 		DueOf: func(s *Session) time.Time {
-			if !s.IdleExpiresAt.IsZero() && s.IdleExpiresAt.Before(s.ExpiresAt) {
-				return s.IdleExpiresAt
+			end := s.ExpiresAt
+			if !s.IdleExpiresAt.IsZero() && s.IdleExpiresAt.Before(end) {
+				end = s.IdleExpiresAt
 			}
-			return s.ExpiresAt
+			if up := end.Truncate(time.Minute); up.Before(end) {
+				return up.Add(time.Minute)
+			}
+			return end
 		},
 		Fold: func(cur *Session, ev eventstore.Event) (*Session, string, error) {
 			if cur != nil && ev.Version <= cur.Version {
