@@ -171,6 +171,14 @@ tidy: ## go mod tidy in every module
 .PHONY: tools
 tools: $(STATICCHECK) $(GOVULNCHECK) $(VULNDB) ## Build the lint tools and the vulnerability database
 
+# Real kube-apiserver, etcd, kubectl, helm and kubeconform (with offline
+# schemas), built from the Go module proxy into a cache folder outside the
+# repository (10-20 minutes the first time, then a stamp check). The folder
+# is what envtest wants as KUBEBUILDER_ASSETS.
+.PHONY: testbins
+testbins: ## Build (once) the Kubernetes binaries for operator tests; prints their folder
+	@hack/k8s-test-bins.sh
+
 .PHONY: clean
 clean: ## Remove bin/ and .cache/ (tools, vulnerability database)
 	rm -rf $(BIN) $(CACHE)

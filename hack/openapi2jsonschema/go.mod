@@ -1,0 +1,3 @@
+module strongroom.dev/hack/openapi2jsonschema
+
+go 1.26
