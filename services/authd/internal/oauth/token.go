@@ -25,7 +25,9 @@ var deviceGrants = []string{GrantPasscode, GrantBiometric, GrantRefreshToken}
 // token serves POST /oauth2/token. The order is the contract's: the DPoP
 // proof is verified, and matched to the device's registered key, before any
 // grant logic runs, so a request failing there touches no counter, no code
-// and no token.
+// and no token. A replayed proof is caught by its jti in the grant's first
+// write (see CheckDeferred), which then fails and writes nothing: a replay
+// may read, but never changes anything or gets a token.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if !formRequest(w, r, "resource") {
