@@ -64,6 +64,22 @@ func freshDatabase(t testing.TB) string {
 // returns the files and the certificate's SPKI pin.
 func serverCertificate(t testing.TB) (certFile, keyFile, pin string) {
 	t.Helper()
+	certPEM, keyPEM, pin := newCertificatePEM(t)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, pin
+}
+
+// newCertificatePEM makes a self-signed certificate for authd's names, as
+// PEM, and its pin (base64 SHA-256 of the SubjectPublicKeyInfo).
+func newCertificatePEM(t testing.TB) (certPEM, keyPEM []byte, pin string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -86,17 +102,11 @@ func serverCertificate(t testing.TB) (certFile, keyFile, pin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cert, _ := x509.ParseCertificate(der)
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	return certFile, keyFile, base64.StdEncoding.EncodeToString(sum[:])
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // backOfficeSecret is the back-office client's secret in productionFilesAll.

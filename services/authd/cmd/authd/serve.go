@@ -13,6 +13,7 @@ import (
 
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/devmode"
+	"strongroom.dev/services/authd/internal/mounted"
 	"strongroom.dev/services/authd/internal/ports/httpserver"
 	"strongroom.dev/services/authd/internal/service"
 	"strongroom.dev/services/authd/internal/telemetry"
@@ -144,17 +145,19 @@ func wait(ctx context.Context, srv *httpserver.Server, runDone *chan error, log 
 }
 
 // serverTLS returns the listeners' TLS configuration: the files of
-// --tls-cert-file/--tls-key-file, or in dev mode a generated certificate
+// --tls-cert-file/--tls-key-file (reloaded when they change), or in dev mode a generated certificate
 // and the back-office secret, whose pin and file path (never the secret)
 // are logged. In dev mode it sets cfg.DevAdminSecret to the effective
 // secret, so the wiring can register the back-office client with it.
 func serverTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 	if !cfg.Dev {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		// A Secret mount the operator rotates: every new connection gets
+		// the newest good certificate, without a restart.
+		cert, err := mounted.Certificate(cfg.TLSCertFile, cfg.TLSKeyFile, mounted.Options{Log: log})
 		if err != nil {
 			return nil, fmt.Errorf("load TLS certificate %s: %w", cfg.TLSCertFile, err)
 		}
-		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+		return &tls.Config{GetCertificate: mounted.GetCertificate(cert), MinVersion: tls.VersionTLS12}, nil
 	}
 
 	cert, err := devmode.NewCertificate(time.Now())

@@ -39,6 +39,8 @@ type Config struct {
 	// generates its own certificate).
 	TLSCertFile string
 	TLSKeyFile  string
+	// PinSetDir is the mounted pin-set ConfigMap; empty serves none.
+	PinSetDir string
 	// Issuer is the OAuth2 issuer identifier (RFC 8414 §2): an https URL
 	// without query or fragment. In dev mode it defaults to the public
 	// listener's address; Load leaves it empty when that address has port 0,
@@ -247,6 +249,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database", RedactDSN(c.DatabaseURL)),
 		slog.String("tls_cert_file", c.TLSCertFile),
 		slog.String("tls_key_file", c.TLSKeyFile),
+		slog.String("pinset_dir", c.PinSetDir),
 		slog.String("issuer", c.Issuer),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.Bool("migrate_on_start", c.MigrateOnStart),

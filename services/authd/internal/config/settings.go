@@ -68,6 +68,12 @@ var settings = []setting{
 		apply:      func(c *Config, raw string) error { c.TLSKeyFile = raw; return nil },
 	},
 	{
+		Name: "PinSetDir", Flag: "pinset-dir", Env: "STRONGROOM_PINSET_DIR",
+		DefaultDoc: "none (no pin set is served)",
+		Meaning:    "directory of the operator's pin-set ConfigMap (`pinset.json`, `android.xml`), served at /.well-known/pinset.json and /.well-known/pinset/android.xml and reloaded when it changes",
+		apply:      func(c *Config, raw string) error { c.PinSetDir = raw; return nil },
+	},
+	{
 		Name: "Issuer", Flag: "issuer", Env: "STRONGROOM_ISSUER",
 		DefaultDoc: "none; required outside dev mode (dev: `https://` + public address, e.g. `https://127.0.0.1:8443`)",
 		Meaning:    "OAuth2 issuer identifier: https URL without query, fragment or trailing slash (RFC 8414 §2)",

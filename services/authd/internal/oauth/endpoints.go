@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ory/fosite"
 
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/keys"
+	"strongroom.dev/services/authd/internal/mounted"
 )
 
 // revoke serves POST /oauth2/revoke (RFC 7009). Revoking any token of a
@@ -113,6 +115,10 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"introspection_endpoint_auth_methods_supported":            []string{AuthClientSecretBasic, AuthPrivateKeyJWT},
 		"introspection_endpoint_auth_signing_alg_values_supported": []string{"ES256", "PS256", "RS256"},
 		"dpop_signing_alg_values_supported":                        []string{"ES256"},
+		"sealing_keys_uri":                                         s.Issuer + PathSealingKeys,
+	}
+	if s.PinSets != nil {
+		meta["pinset_uri"] = s.Issuer + PathPinSet
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, meta)
@@ -132,6 +138,32 @@ func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) sealingKeys(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, s.Sealing.Document())
+}
+
+// PinSetMaxAge is the pin set's cache lifetime: far shorter than the
+// publish-ahead window (days), so apps see a new pin long before it serves.
+const PinSetMaxAge = 300
+
+// pinSet serves the operator's signed pin set as it was mounted: a compact
+// JWS (RFC 7515 §9.2.1: application/jose), which apps verify themselves.
+func (s *Server) pinSet(w http.ResponseWriter, r *http.Request) {
+	s.servePinSet(w, r, "application/jose", func(p mounted.PinSet) []byte { return p.JWS })
+}
+
+// pinSetAndroid serves the pin set as an Android Network Security Config
+// <pin-set> snippet, for the app's build.
+func (s *Server) pinSetAndroid(w http.ResponseWriter, r *http.Request) {
+	s.servePinSet(w, r, "application/xml", func(p mounted.PinSet) []byte { return p.Android })
+}
+
+func (s *Server) servePinSet(w http.ResponseWriter, r *http.Request, contentType string, body func(mounted.PinSet) []byte) {
+	if s.PinSets == nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(PinSetMaxAge))
+	_, _ = w.Write(body(s.PinSets.Get()))
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

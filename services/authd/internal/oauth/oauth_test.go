@@ -167,11 +167,20 @@ func TestDiscoveryAndXOAuth2(t *testing.T) {
 	want := map[string]string{
 		"issuer": s.PublicURL, "token_endpoint": s.PublicURL + "/oauth2/token",
 		"revocation_endpoint": s.PublicURL + "/oauth2/revoke", "introspection_endpoint": s.AdminURL + "/oauth2/introspect",
-		"jwks_uri": s.PublicURL + "/.well-known/jwks.json",
+		"jwks_uri": s.PublicURL + "/.well-known/jwks.json", "sealing_keys_uri": s.PublicURL + "/.well-known/sealing-keys.json",
 	}
 	for k, v := range want {
 		if meta[k] != v {
 			t.Errorf("%s = %v, want %s", k, meta[k], v)
+		}
+	}
+	// No pin set is configured: none is announced or served.
+	if _, ok := meta["pinset_uri"]; ok {
+		t.Error("pinset_uri announced without a pin set")
+	}
+	for _, path := range []string{"/.well-known/pinset.json", "/.well-known/pinset/android.xml"} {
+		if r := s.Do(t, http.MethodGet, s.PublicURL+path, nil, ""); r.Status != http.StatusNotFound {
+			t.Errorf("%s without a pin set: %d", path, r.Status)
 		}
 	}
 	if algs, _ := meta["dpop_signing_alg_values_supported"].([]any); len(algs) != 1 || algs[0] != "ES256" {

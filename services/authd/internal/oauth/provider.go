@@ -29,6 +29,8 @@ const (
 	PathDiscovery     = "/.well-known/oauth-authorization-server"
 	PathJWKS          = "/.well-known/jwks.json"
 	PathSealingKeys   = "/.well-known/sealing-keys.json"
+	PathPinSet        = "/.well-known/pinset.json"
+	PathPinSetAndroid = "/.well-known/pinset/android.xml"
 	DefaultAccessLife = 5 * time.Minute
 )
 

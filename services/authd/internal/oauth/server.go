@@ -12,6 +12,7 @@ import (
 	"github.com/ory/fosite"
 
 	"strongroom.dev/services/authd/internal/keys"
+	"strongroom.dev/services/authd/internal/mounted"
 	"strongroom.dev/services/authd/internal/sealing"
 )
 
@@ -32,8 +33,10 @@ type Server struct {
 	Sealing *sealing.Ring
 	// RevokeRefresh revokes authd's own refresh tokens (RFC 7009).
 	RevokeRefresh RevokeRefreshFunc
-	Log           *slog.Logger
-	Now           func() time.Time
+	// PinSets is the operator's pin set, mounted; nil serves none.
+	PinSets *mounted.Value[mounted.PinSet]
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Mux is where routes are registered: an *http.ServeMux, or a recorder in
@@ -48,6 +51,8 @@ func (s *Server) Routes(public, admin Mux) {
 	public.HandleFunc("GET "+PathDiscovery, s.discovery)
 	public.HandleFunc("GET "+PathJWKS, s.jwks)
 	public.HandleFunc("GET "+PathSealingKeys, s.sealingKeys)
+	public.HandleFunc("GET "+PathPinSet, s.pinSet)
+	public.HandleFunc("GET "+PathPinSetAndroid, s.pinSetAndroid)
 	public.HandleFunc("POST "+PathToken, s.token)
 	public.HandleFunc("POST "+PathRevoke, s.revoke)
 	admin.HandleFunc("POST "+PathIntrospect, s.introspect)

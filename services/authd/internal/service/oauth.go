@@ -21,6 +21,7 @@ import (
 	"strongroom.dev/services/authd/internal/domain/session"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/keys"
+	"strongroom.dev/services/authd/internal/mounted"
 	"strongroom.dev/services/authd/internal/oauth"
 	"strongroom.dev/services/authd/internal/passcode"
 	"strongroom.dev/services/authd/internal/ports/admin"
@@ -87,12 +88,18 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	fconf.TokenEndpointHandlers.Append(&oauth.RefreshGrant{
 		Refresh: devices.Refresh, Helper: helper, AccessLifetime: cfg.AccessTokenLifetime, Now: time.Now,
 	})
+	var pinsets *mounted.Value[mounted.PinSet]
+	if cfg.PinSetDir != "" {
+		if pinsets, err = mounted.PinSets(cfg.PinSetDir, mounted.Options{Log: a.log}); err != nil {
+			return fmt.Errorf("pin set: %w", err)
+		}
+	}
 	a.OAuth = &oauth.Server{
 		Provider: provider, Storage: storage, Signer: signer, Keys: src,
 		Proofs:  &oauth.ProofChecker{Nonces: nonces, Replay: a.onetime, Now: time.Now},
 		Devices: oauth.StreamDeviceKeys{Events: a.Store, Registry: events.Default},
 		Issuer:  cfg.Issuer, AdminURL: cfg.AdminURL, GrantTypes: servedGrants, Log: a.log, Now: time.Now,
-		Sealing: devices.Sealing, RevokeRefresh: devices.RevokeRefreshToken,
+		Sealing: devices.Sealing, RevokeRefresh: devices.RevokeRefreshToken, PinSets: pinsets,
 	}
 	a.Devices = devices
 	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
