@@ -1,0 +1,3 @@
+module strongroom.dev/operator
+
+go 1.26
