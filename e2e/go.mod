@@ -4,11 +4,13 @@ go 1.26.0
 
 replace (
 	strongroom.dev/api => ../api
+	strongroom.dev/operator => ../operator
 	strongroom.dev/services => ../services
 )
 
 require (
 	github.com/jackc/pgx/v5 v5.12.0
+	strongroom.dev/operator v0.0.0
 	strongroom.dev/services v0.0.0
 )
 

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -19,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"strongroom.dev/operator/pinset"
 )
 
 // kubeletMount lays files out the way the kubelet mounts a Secret or a
@@ -62,35 +66,28 @@ func (m *kubeletMount) update(files map[string][]byte) {
 	}
 }
 
-// pinSetJWS is a pin set in the operator's format. authd checks its shape
-// only (apps verify the signature), so the signature here is random bytes.
-func pinSetJWS(version int64, pins ...string) []byte {
-	enc := func(v any) string {
-		b, _ := json.Marshal(v)
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	var ps []map[string]string
+// operatorPinSet is what the operator writes into the pin-set ConfigMap:
+// the signed pin set and its Android rendering (operator/pinset).
+func operatorPinSet(t *testing.T, manifest *ecdsa.PrivateKey, version int64, pins ...string) (jws, android []byte) {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	s := pinset.Set{Version: version, IssuedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
 	for i, p := range pins {
 		role := "next"
 		if i == 0 {
 			role = "current"
 		}
-		ps = append(ps, map[string]string{"sha256": p, "role": role})
+		s.Pins = append(s.Pins, pinset.Pin{SHA256: p, Role: role, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)})
 	}
-	sig := make([]byte, 64)
-	_, _ = rand.Read(sig)
-	return []byte(enc(map[string]string{"alg": "ES256", "kid": "manifest-1"}) + "." +
-		enc(map[string]any{"version": version, "pins": ps}) + "." + base64.RawURLEncoding.EncodeToString(sig))
-}
-
-func androidPinSet(pins ...string) []byte {
-	var b strings.Builder
-	b.WriteString(`<pin-set expiration="2027-06-01">`)
-	for _, p := range pins {
-		b.WriteString(`<pin digest="SHA-256">` + p + `</pin>`)
+	signed, err := pinset.Sign(s, manifest, "manifest-1")
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.WriteString(`</pin-set>`)
-	return []byte(b.String())
+	xml, err := pinset.Android(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(signed), xml
 }
 
 // pinningClient connects to p's public listener, accepting only a
@@ -144,8 +141,14 @@ func TestCertificateAndPinSetHotReload(t *testing.T) {
 	certA, keyA, pinA := newCertificatePEM(t)
 	certB, keyB, pinB := newCertificatePEM(t)
 	tlsMount := newKubeletMount(t, map[string][]byte{"tls.crt": certA, "tls.key": keyA})
-	v1, v2 := pinSetJWS(1, pinA, pinB), pinSetJWS(2, pinB, pinA)
-	pinMount := newKubeletMount(t, map[string][]byte{"pinset.json": v1, "android.xml": androidPinSet(pinA, pinB)})
+	manifestKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := map[string]*ecdsa.PublicKey{"manifest-1": &manifestKey.PublicKey}
+	v1, android1 := operatorPinSet(t, manifestKey, 1, pinA, pinB)
+	v2, android2 := operatorPinSet(t, manifestKey, 2, pinB, pinA)
+	pinMount := newKubeletMount(t, map[string][]byte{"pinset.json": v1, "android.xml": android1})
 
 	args, _ := productionServe(t)
 	for i, a := range args {
@@ -169,6 +172,11 @@ func TestCertificateAndPinSetHotReload(t *testing.T) {
 	if err != nil || status != 200 || ctype != "application/jose" || string(body) != string(v1) {
 		t.Fatalf("pin set: %d %s %v", status, ctype, err)
 	}
+	// What the app does with it: verify it with the manifest keys it ships.
+	held, err := pinset.Verify(string(body), manifest, 0, time.Now())
+	if err != nil || held.Version != 1 || len(held.Pins) != 2 {
+		t.Fatalf("the app cannot verify the served pin set: %+v, %v", held, err)
+	}
 	if status, ctype, body, err := get(t, app, "/.well-known/pinset/android.xml"); err != nil || status != 200 ||
 		ctype != "application/xml" || !strings.Contains(string(body), pinB) {
 		t.Fatalf("android pin set: %d %s %s %v", status, ctype, body, err)
@@ -190,7 +198,7 @@ func TestCertificateAndPinSetHotReload(t *testing.T) {
 		t.Fatal("authd served a certificate without its key")
 	}
 	tlsMount.update(map[string][]byte{"tls.crt": certB, "tls.key": keyB})
-	pinMount.update(map[string][]byte{"pinset.json": v2, "android.xml": androidPinSet(pinB, pinA)})
+	pinMount.update(map[string][]byte{"pinset.json": v2, "android.xml": android2})
 	deadline := time.Now().Add(10 * time.Second)
 	for servedPin(t, p) != pinB {
 		if time.Now().After(deadline) {
@@ -206,6 +214,12 @@ func TestCertificateAndPinSetHotReload(t *testing.T) {
 	}
 	if string(body) != string(v2) {
 		t.Fatalf("authd did not pick up the new pin set: %v", err)
+	}
+	if next, err := pinset.Verify(string(body), manifest, held.Version, time.Now()); err != nil || next.Version != 2 {
+		t.Fatalf("the app cannot verify the new pin set: %v", err)
+	}
+	if _, err := pinset.Verify(string(v1), manifest, 2, time.Now()); !errors.Is(err, pinset.ErrRollback) {
+		t.Fatalf("an app holding version 2 accepted version 1: %v", err)
 	}
 	if _, _, _, err := get(t, oldOnly, "/.well-known/pinset.json"); err == nil || !strings.Contains(err.Error(), "pin mismatch") {
 		t.Fatalf("after the rotation, a client pinning only the old key: %v", err)
