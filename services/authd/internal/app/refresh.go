@@ -144,7 +144,7 @@ func (s *Service) ExpireSessions(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		progress := false
+		expired := n
 		for _, d := range docs {
 			sess, err := projection.Decode[readmodel.Session](d)
 			if err != nil || sess.Active(now) {
@@ -159,15 +159,16 @@ func (s *Service) ExpireSessions(ctx context.Context) (int, error) {
 				Events: []eventstore.Pending{{Type: events.SessionExpired, Payload: events.SessionExpiredV1{Reason: reason}}}})
 			switch {
 			case errors.Is(err, eventstore.ErrConflict):
-				progress = true // another replica (or a refresh) got there first; look again
-				continue
+				continue // another replica (or a revocation) got there first; the next sweep looks again
 			case err != nil:
 				return n, err
 			}
 			n++
-			progress = true
 		}
-		if len(docs) < batch || !progress {
+		// Another batch only if this one was full and expired something:
+		// a batch of nothing but conflicts waits for the next sweep rather
+		// than spin.
+		if len(docs) < batch || n == expired {
 			return n, nil
 		}
 	}
