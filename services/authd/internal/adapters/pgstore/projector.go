@@ -228,10 +228,11 @@ func (p *Projector) Healthy() error {
 func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFunc {
 	var applied eventstore.Position // the router calls one handler at a time
 	return func(msg *message.Message) error {
-		// Everything up to the end of the message's transaction.
-		target := eventstore.Position{Tx: math.MaxUint64, Seq: math.MaxInt64}
+		// The message's event's position when the message carries it;
+		// otherwise everything up to the end of the message's transaction.
+		target, exact := eventstore.Position{Tx: math.MaxUint64, Seq: math.MaxInt64}, false
 		if pos, err := eventstore.ParsePosition(msg.Metadata.Get(MetaPosition)); err == nil {
-			target = pos
+			target, exact = pos, true
 		} else if tx, err := strconv.ParseUint(msg.Metadata.Get(MetaTx), 10, 64); err == nil {
 			target = eventstore.Position{Tx: tx, Seq: math.MaxInt64}
 		}
@@ -241,9 +242,12 @@ func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFu
 				return err
 			}
 			if !applied.Less(to) {
-				// The log has nothing more that is final; the message's
-				// transaction is final (the subscriber saw its message), so
-				// its events are applied.
+				if exact {
+					return fmt.Errorf("projection %s: event %s delivered but not in the log", pr.Name(), target)
+				}
+				// The log has nothing more that is final, and the message's
+				// transaction is final (its message was delivered): every
+				// event it announced is applied.
 				return nil
 			}
 			applied = to
