@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,6 +22,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"strongroom.dev/api/pinset"
 )
 
 // authdBin is the binary built once by TestMain from this checkout.
@@ -266,6 +271,31 @@ func TestDevMode(t *testing.T) {
 		}
 		return resp, body
 	}
+
+	t.Run("pin set", func(t *testing.T) {
+		// Dev mode plays the operator: a pin set of its own certificate,
+		// signed by a manifest key it prints, which an app verifies.
+		var jwk jose.JSONWebKey
+		raw, _ := dev["pinset_manifest_jwk"].(string)
+		if err := jwk.UnmarshalJSON([]byte(raw)); err != nil {
+			t.Fatalf("manifest key in the log: %q: %v", raw, err)
+		}
+		key, ok := jwk.Key.(*ecdsa.PublicKey)
+		if !ok || !jwk.IsPublic() {
+			t.Fatalf("manifest key is %T", jwk.Key)
+		}
+		resp, body := get(t, "https://"+public+"/.well-known/pinset.json", nil)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/jose" {
+			t.Fatalf("pin set: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		s, err := pinset.Verify(string(body), map[string]*ecdsa.PublicKey{jwk.KeyID: key}, 0, time.Now())
+		if err != nil || len(s.Pins) != 1 || s.Pins[0].SHA256 != pin || s.Pins[0].Role != "current" {
+			t.Fatalf("pin set %+v, %v", s, err)
+		}
+		if resp, body := get(t, "https://"+public+"/.well-known/pinset/android.xml", nil); resp.StatusCode != 200 || !strings.Contains(string(body), pin) {
+			t.Fatalf("android pin set: %d %s", resp.StatusCode, body)
+		}
+	})
 
 	t.Run("healthz", func(t *testing.T) {
 		resp, body := get(t, "https://"+admin+"/healthz", nil)

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"strongroom.dev/operator/pinset"
+	"strongroom.dev/api/pinset"
 )
 
 // kubeletMount lays files out the way the kubelet mounts a Secret or a

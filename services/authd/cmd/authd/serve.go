@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -173,13 +174,28 @@ func serverTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 		return nil, err
 	}
 	cfg.DevAdminSecret = secret
-	log.Warn("dev mode",
+	attrs := []any{
 		"pin", cert.Pin,
-		"curl_pinnedpubkey", "sha256//"+cert.Pin,
+		"curl_pinnedpubkey", "sha256//" + cert.Pin,
 		"cert_not_after", cert.NotAfter.UTC().Format(time.RFC3339),
 		"client_id", "back-office",
 		"secret_source", source,
 		"path", path,
-	)
+	}
+	if cfg.PinSetDir == "" {
+		// Dev mode plays the operator: a pin set of its certificate,
+		// signed by a manifest key of this run, served like production's.
+		stateDir := cfg.DevStateDir
+		if path != "" {
+			stateDir = filepath.Dir(path)
+		}
+		dir, manifest, err := devmode.PinSet(stateDir, cert, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		cfg.PinSetDir = dir
+		attrs = append(attrs, "pinset_manifest_jwk", manifest)
+	}
+	log.Warn("dev mode", attrs...)
 	return &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}, nil
 }
