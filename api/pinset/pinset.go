@@ -9,19 +9,16 @@ package pinset
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/asn1"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"strongroom.dev/api/es256"
 )
 
 // Pin is one published pin.
@@ -48,15 +45,15 @@ func Sign(s Set, key crypto.Signer, kid string) (string, error) {
 	if s.Version < 1 || len(s.Pins) == 0 || kid == "" {
 		return "", errors.New("pin set: a positive version, pins and a kid are required")
 	}
-	pub, ok := key.Public().(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return "", errors.New("pin set: the manifest key must be ECDSA P-256")
+	opaque, err := es256.Signer(key, kid)
+	if err != nil {
+		return "", fmt.Errorf("pin set: the manifest key: %w", err)
 	}
 	payload, err := json.Marshal(s)
 	if err != nil {
 		return "", fmt.Errorf("pin set: %w", err)
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: opaque{key: key, pub: pub, kid: kid}},
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: opaque},
 		(&jose.SignerOptions{}).WithHeader(jose.HeaderKey("kid"), kid))
 	if err != nil {
 		return "", fmt.Errorf("pin set: %w", err)
@@ -128,37 +125,4 @@ func Android(s Set) ([]byte, error) {
 		return nil, err
 	}
 	return append(out, '\n'), nil
-}
-
-// opaque adapts a crypto.Signer to go-jose: ES256 wants r||s (RFC 7518
-// §3.4), crypto.Signer returns ASN.1.
-type opaque struct {
-	key crypto.Signer
-	pub *ecdsa.PublicKey
-	kid string
-}
-
-func (o opaque) Public() *jose.JSONWebKey {
-	return &jose.JSONWebKey{Key: o.pub, KeyID: o.kid, Algorithm: string(jose.ES256), Use: "sig"}
-}
-
-func (o opaque) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{jose.ES256} }
-
-func (o opaque) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
-	if alg != jose.ES256 {
-		return nil, fmt.Errorf("algorithm %s not supported", alg)
-	}
-	digest := sha256.Sum256(payload)
-	der, err := o.key.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		return nil, err
-	}
-	var sig struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(der, &sig); err != nil || len(rest) != 0 {
-		return nil, errors.New("signer returned a malformed ECDSA signature")
-	}
-	out := make([]byte, 64)
-	sig.R.FillBytes(out[:32])
-	sig.S.FillBytes(out[32:])
-	return out, nil
 }

@@ -5,20 +5,17 @@ package oauth
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 	fjwt "github.com/ory/fosite/token/jwt"
 
+	"strongroom.dev/api/es256"
 	"strongroom.dev/services/authd/internal/keys"
 )
 
@@ -42,7 +39,11 @@ func (s *Signer) Generate(_ context.Context, claims fjwt.MapClaims, _ fjwt.Mappe
 	if err != nil {
 		return "", "", err
 	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: opaque{k}},
+	opaque, err := es256.Signer(k.Signer, k.KID)
+	if err != nil {
+		return "", "", fmt.Errorf("access token signer: %w", err)
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: opaque},
 		(&jose.SignerOptions{}).WithType(AccessTokenType).WithHeader(jose.HeaderKey("kid"), k.KID))
 	if err != nil {
 		return "", "", fmt.Errorf("access token signer: %w", err)
@@ -107,37 +108,6 @@ func (s *Signer) Hash(_ context.Context, in []byte) ([]byte, error) {
 
 // GetSigningMethodLength implements jwt.Signer.
 func (s *Signer) GetSigningMethodLength(context.Context) int { return sha256.Size }
-
-// opaque adapts a crypto.Signer to go-jose's OpaqueSigner: ES256 wants the
-// raw r||s signature (RFC 7518 §3.4), crypto.Signer gives ASN.1.
-type opaque struct{ k *keys.Key }
-
-func (o opaque) Public() *jose.JSONWebKey {
-	return &jose.JSONWebKey{Key: o.k.Public, KeyID: o.k.KID, Algorithm: string(jose.ES256), Use: "sig"}
-}
-
-func (o opaque) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{jose.ES256} }
-
-func (o opaque) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
-	if alg != jose.ES256 {
-		return nil, fmt.Errorf("algorithm %s not supported", alg)
-	}
-	digest := sha256.Sum256(payload)
-	der, err := o.k.Signer.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		return nil, err
-	}
-	var sig struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(der, &sig); err != nil || len(rest) != 0 {
-		return nil, errors.New("signer returned a malformed ECDSA signature")
-	}
-	out := make([]byte, 64)
-	sig.R.FillBytes(out[:32])
-	sig.S.FillBytes(out[32:])
-	return out, nil
-}
-
-var _ jose.OpaqueSigner = opaque{}
 
 // PublicKey returns an ECDSA public key for a kid, for verifiers outside fosite.
 func (s *Signer) PublicKey(kid string) (*ecdsa.PublicKey, bool) {
