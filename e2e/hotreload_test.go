@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"strongroom.dev/api/pinset"
+	"strongroom.dev/services/authd/mobileclient"
 )
 
 // kubeletMount lays files out the way the kubelet mounts a Secret or a
@@ -172,8 +173,13 @@ func TestCertificateAndPinSetHotReload(t *testing.T) {
 	if err != nil || status != 200 || ctype != "application/jose" || string(body) != string(v1) {
 		t.Fatalf("pin set: %d %s %v", status, ctype, err)
 	}
-	// What the app does with it: verify it with the manifest keys it ships.
-	held, err := pinset.Verify(string(body), manifest, 0, time.Now())
+	// What the app does with it: the reference client fetches it and
+	// verifies it with the manifest keys it ships.
+	phone, err := mobileclient.New("https://auth.bank.test", app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := phone.PinSet(t.Context(), manifest, 0)
 	if err != nil || held.Version != 1 || len(held.Pins) != 2 {
 		t.Fatalf("the app cannot verify the served pin set: %+v, %v", held, err)
 	}
@@ -215,8 +221,12 @@ func TestCertificateAndPinSetHotReload(t *testing.T) {
 	if string(body) != string(v2) {
 		t.Fatalf("authd did not pick up the new pin set: %v", err)
 	}
-	if next, err := pinset.Verify(string(body), manifest, held.Version, time.Now()); err != nil || next.Version != 2 {
+	if next, err := phone.PinSet(t.Context(), manifest, held.Version); err != nil || next.Version != 2 {
 		t.Fatalf("the app cannot verify the new pin set: %v", err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := phone.PinSet(t.Context(), map[string]*ecdsa.PublicKey{"manifest-1": &other.PublicKey}, 0); !errors.Is(err, pinset.ErrInvalid) {
+		t.Fatalf("an app with other manifest keys accepted the pin set: %v", err)
 	}
 	if _, err := pinset.Verify(string(v1), manifest, 2, time.Now()); !errors.Is(err, pinset.ErrRollback) {
 		t.Fatalf("an app holding version 2 accepted version 1: %v", err)
