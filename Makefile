@@ -110,7 +110,8 @@ demo: bin/authd ## authd in dev mode plus the reference mobile client, step by s
 	for _ in $$(seq 1 100); do grep -q '"authd started"' $$log && break; \
 	  kill -0 $$pid 2>/dev/null || { cat $$log; exit 1; }; sleep 0.2; done; \
 	pin=$$(grep -m1 -o '"pin":"[^"]*"' $$log | cut -d'"' -f4); \
-	STRONGROOM_DEV_ADMIN_SECRET=$$secret go run ./services/authd/cmd/demo --pin "$$pin"
+	jwk=$$(grep -m1 -o '"pinset_manifest_jwk":"[^}]*}' $$log | sed -e 's/^"pinset_manifest_jwk":"//' -e 's/\\"/"/g'); \
+	STRONGROOM_DEV_ADMIN_SECRET=$$secret go run ./services/authd/cmd/demo --pin "$$pin" --manifest-jwk "$$jwk"
 
 .PHONY: build
 build: ## go build ./... in every module, then bin/authd

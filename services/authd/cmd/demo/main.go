@@ -9,6 +9,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -24,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"strongroom.dev/services/authd/mobileclient"
 )
 
@@ -31,13 +34,25 @@ func main() {
 	issuer := flag.String("issuer", "https://127.0.0.1:8443", "authd's public URL")
 	admin := flag.String("admin", "https://127.0.0.1:8444", "authd's internal URL")
 	pin := flag.String("pin", "", "base64 SHA-256 pin of authd's certificate (from its \"dev mode\" log line)")
+	manifestJWK := flag.String("manifest-jwk", "", "the pin-manifest public key (pinset_manifest_jwk in the \"dev mode\" log line); optional")
 	flag.Parse()
 	secret := os.Getenv("STRONGROOM_DEV_ADMIN_SECRET")
 	if *pin == "" || secret == "" {
 		fmt.Fprintln(os.Stderr, "demo: need --pin and STRONGROOM_DEV_ADMIN_SECRET (make demo sets both)")
 		os.Exit(2)
 	}
-	if err := run(context.Background(), *issuer, *admin, *pin, secret); err != nil {
+	manifest := map[string]*ecdsa.PublicKey{}
+	if *manifestJWK != "" {
+		var jwk jose.JSONWebKey
+		err := jwk.UnmarshalJSON([]byte(*manifestJWK))
+		key, ok := jwk.Key.(*ecdsa.PublicKey)
+		if err != nil || !ok {
+			fmt.Fprintln(os.Stderr, "demo: --manifest-jwk is not an EC public JWK")
+			os.Exit(2)
+		}
+		manifest[jwk.KeyID] = key
+	}
+	if err := run(context.Background(), *issuer, *admin, *pin, secret, manifest); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		os.Exit(1)
 	}
@@ -68,9 +83,20 @@ func step(n int, format string, args ...any) {
 
 func detail(format string, args ...any) { fmt.Printf("    %s\n", fmt.Sprintf(format, args...)) }
 
-func run(ctx context.Context, issuer, admin, pin, secret string) error {
+func run(ctx context.Context, issuer, admin, pin, secret string, manifest map[string]*ecdsa.PublicKey) error {
 	hc := pinned(pin)
 	fmt.Printf("Strongroom demo against %s (certificate pinned to sha256/%s…)\n", issuer, pin[:12])
+
+	if len(manifest) > 0 {
+		step(0, "The app refreshes its pins: the signed pin set, verified with the manifest key it ships")
+		pins, err := (&mobileclient.Client{Issuer: issuer, HTTP: hc}).PinSet(ctx, manifest, 0)
+		if err != nil {
+			return fmt.Errorf("pin set: %w", err)
+		}
+		for _, p := range pins.Pins {
+			detail("version %d: pin %s… (%s), until %s", pins.Version, p.SHA256[:12], p.Role, p.NotAfter.Format(time.DateOnly))
+		}
+	}
 
 	step(1, "The back office signs in (client_credentials) and issues an activation code")
 	bo, err := backOfficeToken(ctx, hc, issuer, secret)
