@@ -59,10 +59,17 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 			// decided or recorded.
 			return invalid()
 		}
+		// The audit trail names who refreshed: the session's device (or,
+		// for a client's session, the client).
+		actor := eventstore.Actor{Kind: "client", ID: clientID}
+		if st.DeviceID != "" {
+			actor = eventstore.Actor{Kind: "device", ID: st.DeviceID}
+		}
+		actx := eventstore.WithActor(ctx, actor)
 		decision := st.Decide(id, jkt)
 		if decision == session.Reuse {
 			reused = true
-			_, err := s.Events.Append(ctx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
+			_, err := s.Events.Append(actx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
 				UserID: st.UserID, Known: doc,
 				Events: []eventstore.Pending{{Type: events.SessionRefreshReuse, Payload: events.SessionRefreshReuseDetectedV1{TokenID: id, KeyThumbprint: jkt}}}})
 			return err
@@ -72,7 +79,7 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 		ev := events.SessionRefreshedV1{PreviousTokenID: id, TokenID: s.RefreshTokens.ID(successor),
 			Repeat: decision == session.Repeat, AccessTokenID: accessTokenID,
 			AccessTokenExpiresAt: accessExpiresAt.UTC(), IdleExpiresAt: idle}
-		if _, err := s.Events.Append(ctx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
+		if _, err := s.Events.Append(actx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,
 			UserID: st.UserID, Known: doc,
 			Events: []eventstore.Pending{{Type: events.SessionRefreshed, Payload: ev}}}); err != nil {
 			return err

@@ -77,15 +77,24 @@ func TestRefreshRotation(t *testing.T) {
 	admin, _ := s.AdminToken(t, nil)
 	r := s.Do(t, http.MethodGet, s.AdminURL+"/admin/v1/users/jane/events?operator=auditor&limit=500",
 		http.Header{"Authorization": {"Bearer " + admin}}, "")
-	found := false
+	found, refreshes := false, 0
 	for _, e := range r.JSON(t)["events"].([]any) {
 		ev := e.(map[string]any)
-		if ev["type"] == "session.refresh_reuse_detected" {
-			found = ev["ip"] == "127.0.0.1" && len(ev["trace_id"].(string)) == 32
+		actor, _ := ev["actor"].(map[string]any)
+		switch ev["type"] {
+		case "session.refresh_reuse_detected":
+			found = ev["ip"] == "127.0.0.1" && len(ev["trace_id"].(string)) == 32 &&
+				actor["kind"] == "device" && actor["id"] == app.DeviceID
+		case "session.refreshed":
+			// A refresh is the device's doing, not the system's.
+			refreshes++
+			if actor["kind"] != "device" || actor["id"] != app.DeviceID {
+				t.Errorf("session.refreshed by %v", actor)
+			}
 		}
 	}
-	if !found {
-		t.Fatalf("no reuse with IP and trace id in the audit trail: %s", r.Body)
+	if !found || refreshes == 0 {
+		t.Fatalf("no reuse by the device with IP and trace id, or no refresh, in the audit trail: %s", r.Body)
 	}
 }
 
