@@ -280,6 +280,27 @@ func loadClients(cfg config.Config) (*oauth.Clients, error) {
 // is enforced on read, so this only bounds the table's size.
 const sweepInterval = time.Minute
 
+// outboxRetention is how long acknowledged outbox messages are kept, for
+// inspection; the subscribers need none of them once acknowledged.
+const outboxRetention = 10 * time.Minute
+
+// pruneOutboxLoop deletes acknowledged outbox messages once a minute, so
+// the outbox does not grow by a row per event forever.
+func (a *App) pruneOutboxLoop(ctx context.Context) error {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := a.pruneOutbox(ctx, outboxRetention); err != nil && ctx.Err() == nil {
+				a.log.WarnContext(ctx, "prune outbox", "err", err)
+			}
+		}
+	}
+}
+
 func (a *App) sweepOneTime(ctx context.Context) error {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()

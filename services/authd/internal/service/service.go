@@ -56,8 +56,10 @@ type App struct {
 	pool    *pgxpool.Pool // nil in memory
 	onetime oneTimeStore
 	waker   *pgstore.Waker
-	healthy func() error
-	closers []func()
+	// pruneOutbox deletes acknowledged outbox messages (PostgreSQL only).
+	pruneOutbox func(ctx context.Context, keep time.Duration) (int64, error)
+	healthy     func() error
+	closers     []func()
 
 	lag lagCache
 }
@@ -132,6 +134,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, 
 	}
 	a.Store, a.ReadModels, a.healthy = s, p, p.Healthy
 	a.onetime = pgstore.NewOneTime(pool, time.Now)
+	a.pruneOutbox = p.PruneOutbox
 	return a, nil
 }
 
@@ -200,6 +203,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.waker != nil {
 		run(a.waker.Run)
+	}
+	if a.pruneOutbox != nil {
+		run(a.pruneOutboxLoop)
 	}
 	run(a.ReadModels.Run)
 	run(a.watchLag)

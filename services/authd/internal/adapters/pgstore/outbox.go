@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -134,4 +135,54 @@ func MessageEvent(msg *message.Message) (eventstore.Event, error) {
 		return ev, fmt.Errorf("outbox: message %s is not an event", msg.UUID)
 	}
 	return ev, nil
+}
+
+// pruneBatch bounds one prune transaction.
+const pruneBatch = 5000
+
+// PruneOutbox deletes outbox messages that every consumer group of the
+// projector has acknowledged and that are older than keep, in batches, and
+// returns how many it deleted. The outbox would otherwise grow by a row per
+// event forever (on the refresh path, one per refresh). Nothing needs a
+// pruned message again: subscribers apply the log itself, and a new
+// projection is built from the log, not from messages. A consumer group
+// that has acknowledged nothing yet holds everything back. Any replica may
+// run it at any time.
+func (p *Projector) PruneOutbox(ctx context.Context, keep time.Duration) (int64, error) {
+	groups := make([]string, 0, len(p.async))
+	for name := range p.async {
+		groups = append(groups, "projection_"+name)
+	}
+	if len(groups) == 0 {
+		return 0, nil
+	}
+	messages := outboxSchema.MessagesTable(OutboxTopic)
+	offsets := outboxOffsets.MessagesOffsetsTable(OutboxTopic)
+	var total int64
+	for {
+		// The position every group has passed: the least acknowledged
+		// (transaction, offset), the order subscribers read in.
+		tag, err := p.store.pool.Exec(ctx, `WITH acked AS (
+				SELECT count(*) AS n FROM `+offsets+` WHERE consumer_group = ANY($1)
+			), floor AS (
+				SELECT o.last_processed_transaction_id AS tx, o.offset_acked AS off FROM `+offsets+` o, acked
+				WHERE o.consumer_group = ANY($1) AND acked.n = cardinality($1)
+				ORDER BY o.last_processed_transaction_id, o.offset_acked LIMIT 1
+			)
+			DELETE FROM `+messages+` m USING (
+				SELECT w.transaction_id, w."offset" FROM `+messages+` w, floor
+				WHERE (w.transaction_id, w."offset") <= (floor.tx, floor.off)
+				  AND w.created_at < localtimestamp - make_interval(secs => $2)
+				ORDER BY w.transaction_id, w."offset" LIMIT $3
+			) d
+			WHERE m.transaction_id = d.transaction_id AND m."offset" = d."offset"`,
+			groups, keep.Seconds(), pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune outbox: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
+	}
 }

@@ -411,3 +411,65 @@ func storetestAppend(t *testing.T, s *Store, a eventstore.Append) {
 		t.Fatal(err)
 	}
 }
+
+// TestPruneOutbox: messages every consumer group has acknowledged, and
+// older than the retention, are deleted; newer ones, and ones a group has
+// not acknowledged yet, stay; the read model is unaffected.
+func TestPruneOutbox(t *testing.T) {
+	pool := migrated(t)
+	ctx := context.Background()
+	s, p := harness(t, pool, nil, []projection.Projection{readmodel.Devices(events.Default)})
+	count := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM "watermill_events"`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Nothing acknowledged yet (no subscriber ran): nothing goes.
+	for i := range 10 {
+		storetestAppend(t, s, storetest.Enroll(fmt.Sprintf("dev-p%d", i), "u"))
+	}
+	if n, err := p.PruneOutbox(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("pruned %d before any acknowledgement (%v)", n, err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	evs, err := s.Append(ctx, storetest.Enroll("dev-p10", "u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.WaitCaughtUp(t, p, storetest.Last(evs))
+	// Acknowledgements are written after handling: wait for the last one.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var acked int64
+		_ = pool.QueryRow(ctx, `SELECT coalesce(max(offset_acked), 0) FROM "watermill_offsets_events"`).Scan(&acked)
+		var last int64
+		_ = pool.QueryRow(ctx, `SELECT max("offset") FROM "watermill_events"`).Scan(&last)
+		if acked == last || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Written while no subscriber runs: not acknowledged.
+	for i := range 3 {
+		storetestAppend(t, s, storetest.Enroll(fmt.Sprintf("dev-q%d", i), "u"))
+	}
+	if n, err := p.PruneOutbox(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("pruned %d messages younger than the retention (%v)", n, err)
+	}
+	before := count()
+	n, err := p.PruneOutbox(ctx, 0)
+	if err != nil || n != 11 || count() != before-11 || count() != 3 {
+		t.Fatalf("pruned %d of %d (%v), %d left", n, before, err, count())
+	}
+	if docs, _ := p.All(ctx, readmodel.DevicesName); len(docs) != 11 {
+		t.Fatalf("%d devices in the read model after pruning", len(docs))
+	}
+}
