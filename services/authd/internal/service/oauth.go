@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -276,44 +277,44 @@ func loadClients(cfg config.Config) (*oauth.Clients, error) {
 	})
 }
 
-// sweepInterval is how often expired one-time values are deleted; expiry
-// is enforced on read, so this only bounds the table's size.
+// sweepInterval is how often the housekeeping jobs run. None is needed
+// for correctness (expiry is enforced on read); they bound tables' sizes
+// and write down what has happened.
 const sweepInterval = time.Minute
 
 // outboxRetention is how long acknowledged outbox messages are kept, for
 // inspection; the subscribers need none of them once acknowledged.
 const outboxRetention = 10 * time.Minute
 
-// pruneOutboxLoop deletes acknowledged outbox messages once a minute, so
-// the outbox does not grow by a row per event forever.
-func (a *App) pruneOutboxLoop(ctx context.Context) error {
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if _, err := a.pruneOutbox(ctx, outboxRetention); err != nil && ctx.Err() == nil {
-				a.log.WarnContext(ctx, "prune outbox", "err", err)
+// every runs job once per sweepInterval until ctx is done; a failure is
+// logged and the job runs again at the next tick.
+func (a *App) every(name string, job func(ctx context.Context) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if err := job(ctx); err != nil && ctx.Err() == nil {
+					a.log.WarnContext(ctx, name, "err", err)
+				}
 			}
 		}
 	}
 }
 
-func (a *App) sweepOneTime(ctx context.Context) error {
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if _, err := a.onetime.Sweep(ctx); err != nil && ctx.Err() == nil {
-				a.log.WarnContext(ctx, "sweep one-time values", "err", err)
-			}
-		}
-	}
+// pruneOutboxJob deletes acknowledged outbox messages, so the outbox does
+// not grow by a row per event forever.
+func (a *App) pruneOutboxJob(ctx context.Context) error {
+	_, err := a.pruneOutbox(ctx, outboxRetention)
+	return err
+}
+
+func (a *App) sweepOneTimeJob(ctx context.Context) error {
+	_, err := a.onetime.Sweep(ctx)
+	return err
 }
 
 // codeLimiter limits activation-code attempts per client address and in
@@ -334,24 +335,17 @@ func codeLimiter(cfg config.Config) *ratelimit.Limiter {
 // frees the user's device slot), and records sessions that have ended by
 // their own timestamps as session.expired.
 func (a *App) sweepUnfinishedDevices(ctx context.Context) error {
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			ctx := eventstore.WithActor(ctx, eventstore.Actor{Kind: "system", ID: "authd"})
-			if n, err := a.Devices.RevokeUnfinished(ctx); err != nil && ctx.Err() == nil {
-				a.log.WarnContext(ctx, "revoke unfinished devices", "err", err)
-			} else if n > 0 {
-				a.log.InfoContext(ctx, "revoked devices without a passcode", "count", n)
-			}
-			if n, err := a.Devices.ExpireSessions(ctx); err != nil && ctx.Err() == nil {
-				a.log.WarnContext(ctx, "expire sessions", "err", err)
-			} else if n > 0 {
-				a.log.InfoContext(ctx, "recorded expired sessions", "count", n)
-			}
-		}
+	ctx = eventstore.WithActor(ctx, eventstore.Actor{Kind: "system", ID: "authd"})
+	var errs []error
+	if n, err := a.Devices.RevokeUnfinished(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("revoke unfinished devices: %w", err))
+	} else if n > 0 {
+		a.log.InfoContext(ctx, "revoked devices without a passcode", "count", n)
 	}
+	if n, err := a.Devices.ExpireSessions(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("expire sessions: %w", err))
+	} else if n > 0 {
+		a.log.InfoContext(ctx, "recorded expired sessions", "count", n)
+	}
+	return errors.Join(errs...)
 }

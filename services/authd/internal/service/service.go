@@ -205,12 +205,12 @@ func (a *App) Run(ctx context.Context) error {
 		run(a.waker.Run)
 	}
 	if a.pruneOutbox != nil {
-		run(a.pruneOutboxLoop)
+		run(a.every("prune outbox", a.pruneOutboxJob))
 	}
 	run(a.ReadModels.Run)
 	run(a.watchLag)
-	run(a.sweepOneTime)
-	run(a.sweepUnfinishedDevices)
+	run(a.every("sweep one-time values", a.sweepOneTimeJob))
+	run(a.every("housekeeping of devices and sessions", a.sweepUnfinishedDevices))
 	wg.Wait()
 	close(errs)
 	return errors.Join(collect(errs)...)
