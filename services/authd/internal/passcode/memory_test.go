@@ -14,7 +14,7 @@ import (
 // evaluated, yet only Workers hashes hold Argon2 memory at a time.
 func TestMemoryBound(t *testing.T) {
 	if testing.Short() {
-		t.Skip("hashes 200 times with DefaultParams")
+		t.Skip("-short: hashes 200 times with the production Argon2id parameters (make test runs it)")
 	}
 	const workers, guesses = 2, 200
 	h := newTestHasher(t, Options{Params: DefaultParams, Workers: workers, Queue: guesses, MaxWait: 10 * time.Minute})

@@ -436,7 +436,7 @@ func TestSessionsExpireByThemselves(t *testing.T) {
 // every session's chain continues with one successor.
 func TestRefreshUnderLoad(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: 512 concurrent refreshes against PostgreSQL")
+		t.Skip("-short: 512 concurrent refreshes against PostgreSQL (make test runs it)")
 	}
 	s := authdtest.Start(t, authdtest.Options{})
 	ctx := context.Background()
