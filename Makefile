@@ -48,10 +48,12 @@ AUTHD_PKG := ./services/authd/cmd/authd
 # older toolchain cannot type-check the newer standard library.
 STATICCHECK_VERSION := v0.8.2
 GOVULNCHECK_VERSION := v1.9.0
+CONTROLLER_GEN_VERSION := v0.23.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 STATICCHECK := $(BIN)/staticcheck
 GOVULNCHECK := $(BIN)/govulncheck
+CONTROLLER_GEN := $(BIN)/controller-gen
 INDEXDB     := $(BIN)/indexdb
 # Offline vulnerability database, built from the golang.org/x/vulndb module.
 VULNDB_DIR  := $(CACHE)/vulndb/$(VULNDB_VERSION)
@@ -123,17 +125,29 @@ bin/authd: ## Build the authd binary (-trimpath) into bin/
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ $(AUTHD_PKG)
 
+# The operator's tests run a real kube-apiserver and etcd (envtest): the
+# installer builds them once (10-20 minutes on a fresh machine, then a stamp
+# check) and its answer, the folder, becomes KUBEBUILDER_ASSETS. It runs here,
+# never inside go test, whose timeout would cover the build.
+ASSETS_FILE := $(CACHE)/kubebuilder-assets
+.PHONY: $(ASSETS_FILE)
+$(ASSETS_FILE):
+	@mkdir -p $(@D)
+	@hack/k8s-test-bins.sh >$@.tmp && mv $@.tmp $@
+TEST_ENV = KUBEBUILDER_ASSETS="$$(cat $(CURDIR)/$(ASSETS_FILE))" DATABASE_URL='$(TEST_DATABASE_URL)'
+
 .PHONY: test
-test: ## go test -race in every module (needs PostgreSQL at TEST_DATABASE_URL)
-	$(call each_module_with_pkgs,test,DATABASE_URL='$(TEST_DATABASE_URL)' go test $(TEST_FLAGS) ./...)
+test: $(ASSETS_FILE) ## go test -race in every module (needs PostgreSQL at TEST_DATABASE_URL; builds the k8s test binaries once)
+	$(call each_module_with_pkgs,test,$(TEST_ENV) go test $(TEST_FLAGS) ./...)
 
 .PHONY: bench
-bench: ## Benchmarks of services and e2e (BENCH=regexp, BENCH_FLAGS=...)
-	cd services && DATABASE_URL='$(TEST_DATABASE_URL)' go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
-	cd e2e && DATABASE_URL='$(TEST_DATABASE_URL)' go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
+bench: $(ASSETS_FILE) ## Benchmarks of services, operator and e2e (BENCH=regexp, BENCH_FLAGS=...)
+	cd services && $(TEST_ENV) go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
+	cd operator && $(TEST_ENV) go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
+	cd e2e && $(TEST_ENV) go test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
 
 .PHONY: lint
-lint: fmt-check vet staticcheck vulncheck ## gofmt check, go vet, staticcheck, govulncheck
+lint: fmt-check generate-check vet staticcheck vulncheck ## gofmt check, generated files, go vet, staticcheck, govulncheck
 
 # gofmt from the pinned toolchain, not whatever gofmt is on PATH.
 GOFMT = "$$(go env GOROOT)/bin/gofmt"
@@ -165,12 +179,38 @@ staticcheck: $(STATICCHECK) ## staticcheck ./... in every module
 vulncheck: $(GOVULNCHECK) $(VULNDB) ## govulncheck ./... in every module, offline database
 	$(call each_module_with_pkgs,govulncheck,$(CURDIR)/$(GOVULNCHECK) -db file://$(CURDIR)/$(VULNDB_DIR) ./...)
 
+# Generated from the api/ types and the operator's RBAC markers: the
+# deepcopy functions, the CRD manifests (api/crds, embedded by api/crds.go)
+# and the operator's ClusterRole. `make lint` fails when they are stale.
+GENERATED := api/crds operator/config/rbac
+controller_gen = (cd api && $(CURDIR)/$(CONTROLLER_GEN) object paths=./v1alpha1/... \
+	  crd:crdVersions=v1 output:crd:artifacts:config=$(1)/api/crds paths=./v1alpha1/...) && \
+	(cd operator && $(CURDIR)/$(CONTROLLER_GEN) rbac:roleName=strongroom-operator \
+	  output:rbac:artifacts:config=$(1)/operator/config/rbac paths=./...)
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code, CRD manifests and RBAC with controller-gen
+	$(call controller_gen,$(CURDIR))
+
+.PHONY: generate-check
+generate-check: $(CONTROLLER_GEN) ## Fail if generated files differ from what controller-gen makes
+	@echo "==> controller-gen: generated files up to date"
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp api/v1alpha1/zz_generated.deepcopy.go $$tmp/deepcopy.go; \
+	$(call controller_gen,$$tmp) >/dev/null; \
+	if ! cmp -s api/v1alpha1/zz_generated.deepcopy.go $$tmp/deepcopy.go; then \
+	  cp $$tmp/deepcopy.go api/v1alpha1/zz_generated.deepcopy.go; \
+	  echo "api/v1alpha1/zz_generated.deepcopy.go was stale (run 'make generate')" >&2; exit 1; fi; \
+	for d in $(GENERATED); do \
+	  if ! diff -r $$d $$tmp/$$d >&2; then echo "$$d is stale: run 'make generate'" >&2; exit 1; fi; \
+	done
+
 .PHONY: tidy
 tidy: ## go mod tidy in every module
 	$(call each_module,go mod tidy,go mod tidy)
 
 .PHONY: tools
-tools: $(STATICCHECK) $(GOVULNCHECK) $(VULNDB) ## Build the lint tools and the vulnerability database
+tools: $(STATICCHECK) $(GOVULNCHECK) $(CONTROLLER_GEN) $(VULNDB) ## Build the lint tools and the vulnerability database
 
 # Real kube-apiserver, etcd, kubectl, helm and kubeconform (with offline
 # schemas), built from the Go module proxy into a cache folder outside the
@@ -192,6 +232,10 @@ $(STAMPS)/%:
 
 $(STATICCHECK): $(STAMPS)/staticcheck-$(STATICCHECK_VERSION)-$(GOTOOLCHAIN)
 	GOBIN=$(CURDIR)/$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
+
+$(CONTROLLER_GEN): $(STAMPS)/controller-gen-$(CONTROLLER_GEN_VERSION)-$(GOTOOLCHAIN)
+	GOBIN=$(CURDIR)/$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	@touch $@
 
 $(GOVULNCHECK): $(STAMPS)/govulncheck-$(GOVULNCHECK_VERSION)-$(GOTOOLCHAIN)

@@ -30,9 +30,10 @@ import (
 // ConfigMap: each file is a symlink through ..data, and an update swaps
 // ..data to a new directory in one rename.
 type kubeletMount struct {
-	t   *testing.T
-	dir string
-	n   int
+	t    *testing.T
+	dir  string
+	n    int
+	last map[string][]byte // the files of the last update
 }
 
 func newKubeletMount(t *testing.T, files map[string][]byte) *kubeletMount {
@@ -49,6 +50,7 @@ func newKubeletMount(t *testing.T, files map[string][]byte) *kubeletMount {
 func (m *kubeletMount) update(files map[string][]byte) {
 	m.t.Helper()
 	m.n++
+	m.last = files
 	ts := fmt.Sprintf("..2026_11_27_%02d", m.n)
 	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
 		m.t.Fatal(err)
@@ -133,6 +135,24 @@ func get(t *testing.T, c *http.Client, path string) (int, string, []byte, error)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), body, err
 }
 
+// startMountedAuthd starts authd in production mode on a fresh database,
+// serving the certificate of the Secret mount tlsMount and the pin set of
+// the ConfigMap mount pinMount.
+func startMountedAuthd(t *testing.T, tlsMount, pinMount *kubeletMount) *process {
+	t.Helper()
+	args, _ := productionServe(t)
+	for i, a := range args {
+		switch a {
+		case "--tls-cert-file":
+			args[i+1] = filepath.Join(tlsMount.dir, "tls.crt")
+		case "--tls-key-file":
+			args[i+1] = filepath.Join(tlsMount.dir, "tls.key")
+		}
+	}
+	args = append(args, "--pinset-dir", pinMount.dir, "--migrate-on-start")
+	return startAuthd(t, cleanEnv("DATABASE_URL="+freshDatabase(t)), args...)
+}
+
 // TestCertificateAndPinSetHotReload: authd serves the certificate and the
 // pin set of kubelet-style mounts, and picks up a rotation (the operator
 // writing the next certificate and a new pin set) without a restart. An
@@ -151,17 +171,7 @@ func TestCertificateAndPinSetHotReload(t *testing.T) {
 	v2, android2 := operatorPinSet(t, manifestKey, 2, pinB, pinA)
 	pinMount := newKubeletMount(t, map[string][]byte{"pinset.json": v1, "android.xml": android1})
 
-	args, _ := productionServe(t)
-	for i, a := range args {
-		switch a {
-		case "--tls-cert-file":
-			args[i+1] = filepath.Join(tlsMount.dir, "tls.crt")
-		case "--tls-key-file":
-			args[i+1] = filepath.Join(tlsMount.dir, "tls.key")
-		}
-	}
-	args = append(args, "--pinset-dir", pinMount.dir, "--migrate-on-start")
-	p := startAuthd(t, cleanEnv("DATABASE_URL="+freshDatabase(t)), args...)
+	p := startMountedAuthd(t, tlsMount, pinMount)
 	pid := p.cmd.Process.Pid
 
 	app := pinningClient(p, pinA, pinB) // holds pin set v1

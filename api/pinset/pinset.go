@@ -9,6 +9,9 @@ package pinset
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -37,6 +40,26 @@ type Set struct {
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Pins      []Pin     `json:"pins"`
+}
+
+// PinOf returns the pin of a public key: base64(SHA-256 of its DER
+// SubjectPublicKeyInfo), the format of Android's <pin> and of curl's
+// --pinnedpubkey sha256//. It names the key, not a certificate, so it
+// survives re-issuing with the same key.
+func PinOf(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("pin: %w", err)
+	}
+	return pinOfSPKI(der), nil
+}
+
+// CertPin returns the pin of a certificate's key.
+func CertPin(cert *x509.Certificate) string { return pinOfSPKI(cert.RawSubjectPublicKeyInfo) }
+
+func pinOfSPKI(der []byte) string {
+	sum := sha256.Sum256(der)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // Sign returns the compact JWS of s, signed with key (ES256, P-256) under

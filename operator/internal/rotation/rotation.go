@@ -213,6 +213,31 @@ func Decide(now time.Time, spec Spec, s State) Step {
 		return Step{Action: StepCreateKey, Role: Next, Reason: "a next key, published ahead of its use"}
 	case len(keys(Backup)) < spec.Backups:
 		return Step{Action: StepCreateKey, Role: Backup, Reason: "a backup key, published for emergencies"}
+	case len(keys(Next)) > 1:
+		// Only after a hand edit: the next key published longest ago
+		// stays next, the others become backups.
+		ns := keys(Next)
+		keep := ns[0]
+		for _, k := range ns[1:] {
+			if younger(keep, k) {
+				keep = k
+			}
+		}
+		for _, k := range ns {
+			if k.Name != keep.Name {
+				return Step{Action: StepSetRole, Key: k.Name, Role: Backup, Reason: "one next key is enough"}
+			}
+		}
+	case len(keys(Backup)) > spec.Backups:
+		// backupKeys was lowered: the youngest surplus backup goes.
+		b := keys(Backup)
+		youngest := b[0]
+		for _, k := range b[1:] {
+			if younger(k, youngest) {
+				youngest = k
+			}
+		}
+		return Step{Action: StepSetRole, Key: youngest.Name, Role: Retired, Reason: "more backup keys than backupKeys asks for"}
 	}
 
 	// 5. The pin set: every key that may serve or has served unexpired
@@ -269,6 +294,17 @@ func issue(now time.Time, spec Spec, k Key, reason string) Step {
 		return Step{Action: StepIssue, Key: k.Name, NotBefore: now, NotAfter: k.CertsExpire, Reason: reason}
 	}
 	return Step{Action: StepRecordExpiry, Key: k.Name, NotAfter: notAfter, Reason: reason}
+}
+
+// younger: a was published after b (never published counts as youngest).
+func younger(a, b Key) bool {
+	switch {
+	case a.Published.IsZero():
+		return !b.Published.IsZero()
+	case b.Published.IsZero():
+		return false
+	}
+	return a.Published.After(b.Published)
 }
 
 // oldestAged is the backup published longest ago among those aged.

@@ -345,6 +345,16 @@ func TestDecide(t *testing.T) {
 			s.Keys = append(s.Keys, Key{Name: "cur2", Pin: "p-cur2", Role: Current, Published: aged})
 			return s
 		}(), Step{Action: StepSetRole, Key: "cur2", Role: Retired}},
+		{"two next keys (a hand edit): the younger becomes a backup", func() State {
+			s := base(aged, now.Add(40*day))
+			s.Keys = append(s.Keys, Key{Name: "nxt0", Pin: "p-nxt0", Role: Next, Published: fresh})
+			return s
+		}(), Step{Action: StepSetRole, Key: "nxt0", Role: Backup}},
+		{"backupKeys lowered: the youngest backup retires", func() State {
+			s := base(aged, now.Add(40*day))
+			s.Keys = append(s.Keys, Key{Name: "b0", Pin: "p-b0", Role: Backup, Published: fresh})
+			return s
+		}(), Step{Action: StepSetRole, Key: "b0", Role: Retired}},
 		{"emergency before any certificate", State{EmergencyRequested: true}, Step{Action: StepClearEmergency, NoAgedBackup: true}},
 	}
 	for _, c := range cases {

@@ -8,15 +8,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"fmt"
 	"math/big"
 	"net"
 	"time"
+
+	"strongroom.dev/api/pinset"
 )
 
 // CertificateValidity is short on purpose: a dev certificate that leaks
@@ -72,9 +72,5 @@ func NewCertificate(now time.Time) (Certificate, error) {
 	}, nil
 }
 
-// Pin returns base64(SHA-256(SubjectPublicKeyInfo)) of cert: it names the
-// key, not the certificate, so it survives re-issuing with the same key.
-func Pin(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	return base64.StdEncoding.EncodeToString(sum[:])
-}
+// Pin returns the pin of cert's key (pinset.CertPin).
+func Pin(cert *x509.Certificate) string { return pinset.CertPin(cert) }

@@ -1,0 +1,199 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"strongroom.dev/api/v1alpha1"
+)
+
+// syncBuffer is a log sink the manager's goroutines write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestManager runs the operator as it runs in a cluster: a manager with
+// leader election, watches and a label-filtered cache, on the real clock.
+// A new PinnedCertificate gets its keys, pin set and certificate; status
+// and `kubectl get` show the pins; Events report each step; and no private
+// key appears in the status, the events or the logs.
+func TestManager(t *testing.T) {
+	ns := newNamespace(t)
+	logs := &syncBuffer{}
+	log := zap.New(zap.WriteTo(logs), zap.UseDevMode(true))
+	opts := ctrl.Options{
+		Scheme:                  scheme,
+		Logger:                  log,
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		LeaderElection:          true,
+		LeaderElectionID:        "strongroom-operator.strongroom.dev",
+		LeaderElectionNamespace: ns,
+		Cache:                   CacheOptions(),
+	}
+	mgr, err := ctrl.NewManager(restConfig, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(mgr, clock.RealClock{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	manifestKey(t, ns, "manifest-a")
+	createPC(t, ns, "authd", spec())
+	var pc v1alpha1.PinnedCertificate
+	waitFor(t, "the PinnedCertificate to be Ready", func() bool {
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "authd"}, &pc); err != nil {
+			t.Fatal(err)
+		}
+		return meta.IsStatusConditionTrue(pc.Status.Conditions, v1alpha1.ConditionReady)
+	})
+	st := pc.Status
+	if st.CurrentPin == "" || st.NextPin == "" || st.NotAfter == nil || st.NextRotationTime == nil || st.PinSetVersion < 1 || len(st.Pins) != 4 {
+		t.Fatalf("status: %+v", st)
+	}
+	if want := st.NotAfter.Add(-spec().RenewBefore.Duration); !st.NextRotationTime.Time.Equal(want) {
+		t.Fatalf("nextRotationTime %s, want renewal time %s", st.NextRotationTime, want)
+	}
+
+	// Deleting the serving Secret (by mistake) brings it back: the
+	// operator watches what it owns.
+	var tls corev1.Secret
+	if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "authd-tls"}, &tls); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(ctx, &tls); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the serving Secret to come back", func() bool {
+		var again corev1.Secret
+		err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "authd-tls"}, &again)
+		return err == nil && again.UID != tls.UID
+	})
+
+	// Events through the events.k8s.io API.
+	var events eventsv1.EventList
+	waitFor(t, "the rotation events", func() bool {
+		if err := k8s.List(ctx, &events, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		reasons := map[string]bool{}
+		for _, e := range events.Items {
+			reasons[e.Reason] = true
+		}
+		return reasons["KeyCreated"] && reasons["PinSetPublished"] && reasons["CertificateIssued"]
+	})
+
+	// kubectl shows the pins, the expiry and Ready.
+	out := kubectl(t, "get", "pinnedcertificates", "-n", ns)
+	for _, want := range []string{"CURRENT", "NEXT", "EXPIRES", "READY", st.CurrentPin, st.NextPin, "True"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("kubectl get does not show %q:\n%s", want, out)
+		}
+	}
+
+	// No private key anywhere but in the Secrets.
+	var secrets corev1.SecretList
+	if err := k8s.List(ctx, &secrets, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	status, _ := json.Marshal(pc.Status)
+	eventsJSON, _ := json.Marshal(events)
+	for _, s := range secrets.Items {
+		for _, k := range []string{keyData, corev1.TLSPrivateKeyKey} {
+			key := s.Data[k]
+			if len(key) == 0 {
+				continue
+			}
+			// The base64 body of the PEM, line by line.
+			for _, line := range strings.Split(string(key), "\n") {
+				if len(line) < 40 {
+					continue
+				}
+				for where, text := range map[string]string{"status": string(status), "events": string(eventsJSON), "logs": logs.String()} {
+					if strings.Contains(text, line) {
+						t.Fatalf("key material of Secret %s is in the %s", s.Name, where)
+					}
+				}
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), "pinnedcertificate") {
+		t.Fatalf("the logs captured nothing of the controller:\n%s", logs.String())
+	}
+}
+
+// kubectl runs the kubectl envtest's folder holds against the test API
+// server.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	user, err := testEnv.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", path}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,46 @@
+package controller
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"strongroom.dev/api/v1alpha1"
+)
+
+// Setup registers every reconciler of the operator with mgr.
+func Setup(mgr ctrl.Manager, clk clock.PassiveClock) error {
+	pc := &PinnedCertificateReconciler{
+		Client:   mgr.GetClient(),
+		Reader:   mgr.GetAPIReader(),
+		Clock:    clk,
+		Recorder: mgr.GetEventRecorder("strongroom-operator"),
+		Signers:  SecretManifestSigners{Reader: mgr.GetAPIReader()},
+	}
+	if err := pc.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("pinnedcertificate controller: %w", err)
+	}
+	return nil
+}
+
+// CacheOptions caches, of Secrets and ConfigMaps, only those the operator
+// wrote (they carry LabelPinnedCertificate): the watches that trigger
+// reconciles need no more, and the cluster's other Secrets stay out of
+// the operator's memory.
+func CacheOptions() cache.Options {
+	owned, err := labels.NewRequirement(v1alpha1.LabelPinnedCertificate, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label key
+	}
+	sel := labels.NewSelector().Add(*owned)
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}:    {Label: sel},
+		&corev1.ConfigMap{}: {Label: sel},
+	}}
+}
