@@ -45,6 +45,10 @@ const (
 	// of when a pin set first carried each published pin. It is written
 	// in the same update as the pin set, so the two never disagree.
 	annotationPublishedAt = "strongroom.dev/published-at"
+	// annotationManifestKey, on the pin-set ConfigMap: the manifest-key
+	// Secret that signed it. When spec.pinSet.manifestKeys[0] names
+	// another, the pin set is signed again.
+	annotationManifestKey = "strongroom.dev/manifest-key"
 
 	keyData    = "key.pem"
 	pinData    = "pin"
@@ -168,6 +172,9 @@ func (r *PinnedCertificateReconciler) observe(ctx context.Context, pc *v1alpha1.
 	if err := o.spec.Validate(); err != nil {
 		return nil, &specError{err}
 	}
+	if len(pc.Spec.PinSet.ManifestKeys) == 0 {
+		return nil, &specError{errors.New("pinSet.manifestKeys names no manifest key")}
+	}
 	o.state.EmergencyRequested = pc.Annotations[v1alpha1.AnnotationRotateNow] == v1alpha1.RotateNowBackup
 
 	var list corev1.SecretList
@@ -222,6 +229,7 @@ func (r *PinnedCertificateReconciler) observe(ctx context.Context, pc *v1alpha1.
 				o.state.PublishedPins = append(o.state.PublishedPins, p.SHA256)
 			}
 		}
+		o.state.Resign = o.pinSet.Annotations[annotationManifestKey] != pc.Spec.PinSet.ManifestKeys[0].SecretName
 		if v := o.pinSet.Annotations[annotationPublishedAt]; v != "" {
 			_ = json.Unmarshal([]byte(v), &o.published) // unreadable: pins count as new
 		}
@@ -437,6 +445,7 @@ func (r *PinnedCertificateReconciler) publish(ctx context.Context, o *observed, 
 	}
 	cm.Labels[v1alpha1.LabelPinnedCertificate] = pc.Name
 	cm.Annotations[annotationPublishedAt] = string(at)
+	cm.Annotations[annotationManifestKey] = pc.Spec.PinSet.ManifestKeys[0].SecretName
 	cm.Data = map[string]string{pinSetData: jws, androidXML: string(android)}
 	if o.pinSet == nil {
 		err = r.Client.Create(ctx, cm)
@@ -448,6 +457,7 @@ func (r *PinnedCertificateReconciler) publish(ctx context.Context, o *observed, 
 	}
 	o.pinSet, o.published = cm, published
 	o.state.PinSetVersion, o.state.PublishedPins = step.Version, slices.Clone(step.Pins)
+	o.state.Resign = false
 	pc.Status.ManifestKeyID = kid
 	for i, k := range o.state.Keys {
 		o.state.Keys[i].Published = time.Time{}

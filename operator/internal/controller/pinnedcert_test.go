@@ -3,7 +3,9 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -251,6 +253,62 @@ func TestEmergency(t *testing.T) {
 			w.clk.Step(w.reconcile())
 		}
 	})
+}
+
+// TestManifestKeyChange: apps ship two manifest keys; moving the second to
+// the front of spec.pinSet.manifestKeys re-signs the same pins with it
+// under a new version, which an app holding the old version accepts.
+func TestManifestKeyChange(t *testing.T) {
+	s := spec()
+	s.PinSet.ManifestKeys = []v1alpha1.ManifestKeyRef{{SecretName: "manifest-a"}, {SecretName: "manifest-b"}}
+	w := newWorld(t, s, start)
+	onlyA := maps.Clone(w.manifest)
+	onlyB := manifestKey(t, w.ns, "manifest-b")
+	maps.Copy(w.manifest, onlyB) // the app ships both
+	w.reconcile()
+	before := w.sets[len(w.sets)-1]
+	if _, err := pinset.Verify(w.pinSetJWS(), onlyA, 0, w.clk.Now()); err != nil {
+		t.Fatalf("the first pin set is not signed by manifest-a: %v", err)
+	}
+
+	var pc v1alpha1.PinnedCertificate
+	if err := k8s.Get(context.Background(), w.req().NamespacedName, &pc); err != nil {
+		t.Fatal(err)
+	}
+	pc.Spec.PinSet.ManifestKeys = []v1alpha1.ManifestKeyRef{{SecretName: "manifest-b"}, {SecretName: "manifest-a"}}
+	if err := k8s.Update(context.Background(), &pc); err != nil {
+		t.Fatal(err)
+	}
+	w.clk.Step(time.Minute)
+	w.reconcile()
+	after := w.sets[len(w.sets)-1]
+	if after.version != before.version+1 || !slices.Equal(after.pins, before.pins) {
+		t.Fatalf("after the switch: version %d pins %v; want version %d with the same pins", after.version, after.pins, before.version+1)
+	}
+	if _, err := pinset.Verify(w.pinSetJWS(), onlyB, before.version, w.clk.Now()); err != nil {
+		t.Fatalf("the new pin set is not signed by manifest-b: %v", err)
+	}
+	if err := k8s.Get(context.Background(), w.req().NamespacedName, &pc); err != nil {
+		t.Fatal(err)
+	}
+	for kid := range onlyB {
+		if pc.Status.ManifestKeyID != kid {
+			t.Fatalf("status.manifestKeyID %q, want %q", pc.Status.ManifestKeyID, kid)
+		}
+	}
+	// Nothing more to sign: the next reconcile changes nothing.
+	w.reconcile()
+	if n := w.sets[len(w.sets)-1].version; n != after.version {
+		t.Fatalf("signed again without a reason: version %d", n)
+	}
+}
+
+func (w *world) pinSetJWS() string {
+	var cm corev1.ConfigMap
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: w.ns, Name: w.spec.PinSet.ConfigMapName}, &cm); err != nil {
+		w.t.Fatal(err)
+	}
+	return cm.Data[pinSetData]
 }
 
 // TestInvalidPinnedCertificatesAreRefused: the API server refuses bad

@@ -69,6 +69,9 @@ type State struct {
 	PublishedPins []string
 	// EmergencyRequested: the resource carries rotate-now: backup.
 	EmergencyRequested bool
+	// Resign: the published pin set was signed by another manifest key
+	// than the one that signs now; it is published again, same pins.
+	Resign bool
 }
 
 // Spec is the policy of one PinnedCertificate.
@@ -245,6 +248,9 @@ func Decide(now time.Time, spec Spec, s State) Step {
 	want := wantedPins(now, s.Keys)
 	if !slices.Equal(want, s.PublishedPins) {
 		return Step{Action: StepPublish, Pins: want, Version: s.PinSetVersion + 1, Reason: "the pin set changed"}
+	}
+	if s.Resign {
+		return Step{Action: StepPublish, Pins: want, Version: s.PinSetVersion + 1, Reason: "the signing manifest key changed"}
 	}
 
 	// 6. Keys whose pins are gone can go.

@@ -355,6 +355,11 @@ func TestDecide(t *testing.T) {
 			s.Keys = append(s.Keys, Key{Name: "b0", Pin: "p-b0", Role: Backup, Published: fresh})
 			return s
 		}(), Step{Action: StepSetRole, Key: "b0", Role: Retired}},
+		{"the manifest key changed: same pins, signed again", func() State {
+			s := base(aged, now.Add(40*day))
+			s.Resign = true
+			return s
+		}(), Step{Action: StepPublish, Pins: []string{"p-cur", "p-nxt", "p-b1", "p-b2"}, Version: 4}},
 		{"emergency before any certificate", State{EmergencyRequested: true}, Step{Action: StepClearEmergency, NoAgedBackup: true}},
 	}
 	for _, c := range cases {
