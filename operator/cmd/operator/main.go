@@ -29,6 +29,11 @@ import (
 	"strongroom.dev/operator/internal/controller"
 )
 
+// Leader election: a Lease in the operator's own namespace (the chart binds
+// this Role there; the ClusterRole of the controllers is generated from the
+// markers in internal/controller).
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=strongroom-system,resources=leases,verbs=get;create;update
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "operator:", err)

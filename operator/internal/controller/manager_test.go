@@ -14,14 +14,18 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	"strongroom.dev/api/v1alpha1"
 )
@@ -62,7 +66,8 @@ func TestManager(t *testing.T) {
 		LeaderElectionNamespace: ns,
 		Cache:                   CacheOptions(),
 	}
-	mgr, err := ctrl.NewManager(restConfig, opts)
+	// The operator runs as a user with only the generated RBAC.
+	mgr, err := ctrl.NewManager(operatorUser(t, ns), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +166,64 @@ func TestManager(t *testing.T) {
 	if !strings.Contains(logs.String(), "pinnedcertificate") {
 		t.Fatalf("the logs captured nothing of the controller:\n%s", logs.String())
 	}
+}
+
+// operatorUser applies the generated ClusterRole and Role
+// (config/rbac/role.yaml, the Role into ns) to a new user and returns its
+// client configuration: the manager test runs with exactly the operator's
+// permissions.
+func operatorUser(t *testing.T, ns string) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile("../../config/rbac/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "strongroom-operator-" + ns
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var kind struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &kind); err != nil {
+			t.Fatal(err)
+		}
+		switch kind.Kind {
+		case "ClusterRole":
+			var role rbacv1.ClusterRole
+			if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
+				t.Fatal(err)
+			}
+			role.Name = name
+			binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}}
+			for _, obj := range []client.Object{&role, binding} {
+				if err := k8s.Create(ctx, obj); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case "Role":
+			var role rbacv1.Role
+			if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
+				t.Fatal(err)
+			}
+			role.Namespace = ns
+			binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: role.Name}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}
+			for _, obj := range []client.Object{&role, binding} {
+				if err := k8s.Create(ctx, obj); err != nil {
+					t.Fatal(err)
+				}
+			}
+		default:
+			t.Fatalf("unexpected %q in role.yaml", kind.Kind)
+		}
+	}
+	user, err := testEnv.ControlPlane.AddUser(envtest.User{Name: name}, restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := user.Config()
+	cfg.QPS, cfg.Burst = restConfig.QPS, restConfig.Burst
+	return cfg
 }
 
 // kubectl runs the kubectl envtest's folder holds against the test API

@@ -83,7 +83,7 @@ type PinnedCertificateReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=strongroom.dev,resources=pinnedcertificates,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=strongroom.dev,resources=pinnedcertificates/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=strongroom.dev,resources=pinnedcertificates/status,verbs=get;update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
