@@ -41,7 +41,7 @@ import (
 
 // TestPinnedClientsAcrossRotations is the whole pinning chain on the real
 // clock: the operator binary against a real kube-apiserver rotates a
-// PinnedCertificate (CA-issued, 40 s certificates, pins published 12 s
+// PinnedCertificate (CA-issued, 45 s certificates, pins published 15 s
 // ahead); a kubelet-style sync mounts its Secret and ConfigMap into authd,
 // which hot-reloads them; apps fetch the signed pin set from authd now and
 // then. Through two rotations, every pin set an app fetched within
@@ -89,14 +89,14 @@ func TestPinnedClientsAcrossRotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	caPEM, manifest := pinningSecrets(t, k8s)
-	publishAhead := 12 * time.Second
+	publishAhead := 15 * time.Second
 	pc := &v1alpha1.PinnedCertificate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "bank", Name: "authd"},
 		Spec: v1alpha1.PinnedCertificateSpec{
 			SecretName: "authd-tls", DNSNames: []string{"auth.bank.test"},
 			Issuer:       v1alpha1.IssuerSpec{CA: &v1alpha1.CAIssuer{SecretName: "bank-ca"}},
-			Validity:     metav1.Duration{Duration: 40 * time.Second},
-			RenewBefore:  metav1.Duration{Duration: 16 * time.Second},
+			Validity:     metav1.Duration{Duration: 45 * time.Second},
+			RenewBefore:  metav1.Duration{Duration: 20 * time.Second},
 			PublishAhead: metav1.Duration{Duration: publishAhead},
 			BackupKeys:   2,
 			PinSet:       v1alpha1.PinSetSpec{ConfigMapName: "authd-pinset", ManifestKeys: []v1alpha1.ManifestKeyRef{{SecretName: "manifest-a"}}},
@@ -190,8 +190,9 @@ func TestPinnedClientsAcrossRotations(t *testing.T) {
 	// The apps: fetch the pin set now and then (TLS with the CA only: the
 	// pin set is signed), and connect with every set fetched within
 	// publishAhead. The kubelet's and authd's reloads take up to about
-	// a second each; the margin keeps that lag out of the check (in
-	// production the lag is minutes against publishAhead's days).
+	// a second each, more on a loaded machine; lag keeps that out of the
+	// check (in production it is minutes against publishAhead's days).
+	const lag = 5 * time.Second
 	type held struct {
 		set     *pinset.Set
 		fetched time.Time
@@ -227,7 +228,7 @@ func TestPinnedClientsAcrossRotations(t *testing.T) {
 			sets = append(sets, held{set: s, fetched: now})
 		}
 		for _, h := range sets {
-			if now.Sub(h.fetched) > publishAhead-3*time.Second {
+			if now.Sub(h.fetched) > publishAhead-lag {
 				continue
 			}
 			var pins []string
