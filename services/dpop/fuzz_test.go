@@ -1,13 +1,18 @@
 package dpop
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/big"
+	"reflect"
 	"strings"
 	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // FuzzVerify feeds arbitrary strings to Verify and checks that
@@ -17,8 +22,12 @@ import (
 //     ErrBadOptions, never something unclassified that a server would turn
 //     into a 500);
 //   - it succeeds only for a proof whose ES256 signature, checked here
-//     independently of go-jose, verifies with the jwk of its own header, and
-//     whose returned key and thumbprint are that jwk's.
+//     independently, verifies with the jwk of its own header, and whose
+//     returned key and thumbprint are that jwk's;
+//   - go-jose, a second JOSE parser, accepts every proof Verify accepts, with
+//     the same key and payload: Verify parses the proof once, with its own
+//     strict parser, and must never see a proof another library reads
+//     differently.
 func FuzzVerify(f *testing.F) {
 	key := newKey(f)
 	h, c := goodHeader(key), goodClaims()
@@ -66,6 +75,106 @@ func FuzzVerify(f *testing.F) {
 				continue
 			}
 			checkIndependently(t, proof, p)
+			checkWithJOSE(t, proof, p)
+		}
+	})
+}
+
+// checkWithJOSE verifies an accepted proof with go-jose, restricted to
+// ES256, with the key Verify returned.
+func checkWithJOSE(t *testing.T, proof string, p *Proof) {
+	t.Helper()
+	jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatalf("go-jose refuses a proof Verify accepted: %v", err)
+	}
+	if len(jws.Signatures) != 1 {
+		t.Fatalf("go-jose sees %d signatures", len(jws.Signatures))
+	}
+	h := jws.Signatures[0].Header
+	if h.JSONWebKey == nil || !h.JSONWebKey.IsPublic() {
+		t.Fatalf("go-jose sees no public jwk in a proof Verify accepted")
+	}
+	if jk, ok := h.JSONWebKey.Key.(*ecdsa.PublicKey); !ok || !jk.Equal(p.Key) {
+		t.Fatalf("go-jose sees another jwk than Verify")
+	}
+	payload, err := jws.Verify(p.Key)
+	if err != nil {
+		t.Fatalf("go-jose: the signature of a proof Verify accepted does not verify: %v", err)
+	}
+	want, _ := enc.DecodeString(strings.Split(proof, ".")[1])
+	if !bytes.Equal(payload, want) {
+		t.Fatalf("go-jose sees another payload")
+	}
+}
+
+// parseObjectReference is the straightforward form of parseObject, which
+// walks the object with json.Decoder tokens: FuzzParseObject holds the
+// faster parseObject to it.
+func parseObjectReference(data []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, errNotObject
+	}
+	m := make(map[string]json.RawMessage)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errNotObject
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, errNotObject
+		}
+		if _, dup := m[name]; dup {
+			return nil, errDuplicateMember
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errNotObject
+		}
+		m[name] = v
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, errNotObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errNotObject
+	}
+	return m, nil
+}
+
+// FuzzParseObject checks that parseObject accepts exactly what the
+// reference accepts, with the same members, and refuses duplicates the
+// reference refuses.
+func FuzzParseObject(f *testing.F) {
+	for _, seed := range []string{
+		`{}`, ` { } `, `{"a":1}`, `{"a":1,"b":{"a":2,"c":[1,{"d":":"}]}}`,
+		`{"a":1,"a":2}`, `{"a":1,"\u0061":2}`, `{"a\"":1,"a\\":2}`, `{"a":"x:y","b":"}"}`,
+		`{"k":{"x":1,"x":2}}`, `{"\ud800":1,"\udbff":2}`, "{\"\xff\":1,\"\xfe\":2}",
+		`null`, `[]`, `{"a":1}x`, `{"a":1}{}`, `{"a":}`, `{"a" 1}`, `{,}`, `"{}"`, ``, ` `,
+		`{"a":1}` + "\n", `{"a":[1,2,{"b":3}],"c":"\\"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := parseObject(data)
+		want, wantErr := parseObjectReference(data)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("parseObject(%q) error %v, reference %v", data, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			if errors.Is(wantErr, errDuplicateMember) && json.Valid(data) && !errors.Is(gotErr, errDuplicateMember) {
+				t.Fatalf("parseObject(%q): %v, want a duplicate member", data, gotErr)
+			}
+			if got != nil {
+				t.Fatalf("both members and an error")
+			}
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("parseObject(%q) = %q, reference %q", data, got, want)
 		}
 	})
 }

@@ -41,11 +41,11 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 	// The token names its session, and its tag proves this server issued
 	// it: a malformed or forged token (a known sid, a made-up secret) is
 	// refused here and never reaches the reuse decision.
-	id := s.RefreshTokens.ID(token)
-	sid, ok := s.RefreshTokens.Session(token)
-	if id == "" || !ok {
+	presented, ok := s.RefreshTokens.Check(token)
+	if !ok {
 		return nil, invalid()
 	}
+	sid, id := presented.SessionID, presented.ID
 	var out *Refreshed
 	reused := false
 	err := retry(func() error {
@@ -74,9 +74,9 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 				Events: []eventstore.Pending{{Type: events.SessionRefreshReuse, Payload: events.SessionRefreshReuseDetectedV1{TokenID: id, KeyThumbprint: jkt}}}})
 			return err
 		}
-		successor := s.RefreshTokens.Successor(token)
+		successor, successorID := s.RefreshTokens.Next(presented)
 		idle := minTime(now.Add(s.RefreshLifetime), st.ExpiresAt).UTC()
-		ev := events.SessionRefreshedV1{PreviousTokenID: id, TokenID: s.RefreshTokens.ID(successor),
+		ev := events.SessionRefreshedV1{PreviousTokenID: id, TokenID: successorID,
 			Repeat: decision == session.Repeat, AccessTokenID: accessTokenID,
 			AccessTokenExpiresAt: accessExpiresAt.UTC(), IdleExpiresAt: idle}
 		if _, err := s.Events.Append(actx, eventstore.Append{StreamID: st.ID, StreamType: events.StreamSession, ExpectedVersion: st.Version,

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,16 @@ const NonceWindow = time.Minute
 type Nonces struct {
 	key []byte
 	now func() time.Time
+
+	// last is the most recent epoch's MAC: every token response issues
+	// the current nonce and every grant checks one, mostly of the same
+	// epoch, so it is computed once per epoch, not twice per request.
+	last atomic.Pointer[epochMAC]
+}
+
+type epochMAC struct {
+	epoch uint64
+	mac   []byte // epoch ‖ MAC, the nonce's bytes; never modified
 }
 
 // NewNonces returns a nonce source with a shared key of at least 32 bytes.
@@ -31,7 +42,19 @@ func NewNonces(key []byte, now func() time.Time) (*Nonces, error) {
 
 func (n *Nonces) epoch(t time.Time) uint64 { return uint64(t.Unix()) / uint64(NonceWindow/time.Second) }
 
+// mac returns the nonce bytes of epoch (not to be modified).
 func (n *Nonces) mac(epoch uint64) []byte {
+	if m := n.last.Load(); m != nil && m.epoch == epoch {
+		return m.mac
+	}
+	out := n.computeMAC(epoch)
+	if m := n.last.Load(); m == nil || m.epoch < epoch {
+		n.last.Store(&epochMAC{epoch: epoch, mac: out})
+	}
+	return out
+}
+
+func (n *Nonces) computeMAC(epoch uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], epoch)
 	m := hmac.New(sha256.New, n.key)

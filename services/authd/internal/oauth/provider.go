@@ -83,6 +83,9 @@ func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.O
 	if !ok {
 		return nil, nil, nil, fmt.Errorf("fosite provider is %T", provider)
 	}
+	for i, h := range conf.TokenEndpointHandlers {
+		conf.TokenEndpointHandlers[i] = onlyOwnGrant{h}
+	}
 	conf.ClientAuthenticationStrategy = func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		c, err := f.DefaultClientAuthenticationStrategy(ctx, r, form)
 		return c, clientAuthError(err)
@@ -91,6 +94,30 @@ func NewProvider(cfg ProviderConfig, storage *Storage, signer *Signer) (fosite.O
 	// fosite's handlers do: same strategy, same storage.
 	helper := &oauth2.HandleHelper{AccessTokenStrategy: jtis, AccessTokenStorage: storage, Config: conf}
 	return provider, conf, helper, nil
+}
+
+// onlyOwnGrant keeps a fosite token handler from answering grants that are
+// not its own with an error carrying a stack trace. fosite asks every
+// handler to populate every token response, and its handlers refuse the
+// others' grants with errorsx.WithStack(ErrUnknownRequest), which walks
+// the goroutine's stack (deep under the HTTP and tracing layers) on every
+// refresh, only for fosite to skip the error. The answer is the same
+// ErrUnknownRequest, decided by the handler's own CanHandle, without the
+// trace; requests the handler does serve go to it unchanged.
+type onlyOwnGrant struct{ fosite.TokenEndpointHandler }
+
+func (h onlyOwnGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	return h.TokenEndpointHandler.HandleTokenEndpointRequest(ctx, r)
+}
+
+func (h onlyOwnGrant) PopulateTokenEndpointResponse(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	return h.TokenEndpointHandler.PopulateTokenEndpointResponse(ctx, r, resp)
 }
 
 // clientAuthError keeps every failed client authentication a 4xx. fosite

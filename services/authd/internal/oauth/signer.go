@@ -7,10 +7,12 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/go-jose/go-jose/v4"
 	fjwt "github.com/ory/fosite/token/jwt"
@@ -29,37 +31,68 @@ const AccessTokenType = "at+jwt"
 // every token at each rotation.
 type Signer struct {
 	Keys keys.Source
+
+	// prepared is what signing with the active key needs, built once per
+	// key rather than once per token.
+	prepared atomic.Pointer[preparedKey]
 }
 
 var _ fjwt.Signer = (*Signer)(nil)
 
-// Generate implements jwt.Signer.
-func (s *Signer) Generate(_ context.Context, claims fjwt.MapClaims, _ fjwt.Mapper) (string, string, error) {
+// preparedKey is a signing key with its encoded protected header.
+type preparedKey struct {
+	key    *keys.Key
+	header string // base64url of {"alg":"ES256","kid":...,"typ":"at+jwt"}
+	signer jose.OpaqueSigner
+}
+
+// signingKey returns the active key, prepared. A rotation (another *Key
+// from the source) prepares the new one.
+func (s *Signer) signingKey() (*preparedKey, error) {
 	k, err := s.Keys.Active()
 	if err != nil {
-		return "", "", err
+		return nil, err
+	}
+	if p := s.prepared.Load(); p != nil && p.key == k {
+		return p, nil
 	}
 	opaque, err := es256.Signer(k.Signer, k.KID)
 	if err != nil {
-		return "", "", fmt.Errorf("access token signer: %w", err)
+		return nil, fmt.Errorf("access token signer: %w", err)
 	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: opaque},
-		(&jose.SignerOptions{}).WithType(AccessTokenType).WithHeader(jose.HeaderKey("kid"), k.KID))
+	// The header go-jose would write: the members sorted, no whitespace.
+	header, err := json.Marshal(map[string]string{"alg": string(jose.ES256), "kid": k.KID, "typ": AccessTokenType})
 	if err != nil {
-		return "", "", fmt.Errorf("access token signer: %w", err)
+		return nil, fmt.Errorf("access token header: %w", err)
+	}
+	p := &preparedKey{key: k, header: base64.RawURLEncoding.EncodeToString(header), signer: opaque}
+	s.prepared.Store(p)
+	return p, nil
+}
+
+// Generate implements jwt.Signer: a compact JWS (RFC 7515 §7.1) of the
+// claims, ES256 over the exact signing input, with the prepared header.
+// It builds the JWS itself instead of through a go-jose signer, which
+// would re-encode the same header and rebuild the signer for every token.
+func (s *Signer) Generate(_ context.Context, claims fjwt.MapClaims, _ fjwt.Mapper) (string, string, error) {
+	p, err := s.signingKey()
+	if err != nil {
+		return "", "", err
 	}
 	payload, err := json.Marshal(map[string]any(claims))
 	if err != nil {
 		return "", "", fmt.Errorf("encode access token claims: %w", err)
 	}
-	obj, err := sig.Sign(payload)
+	enc := base64.RawURLEncoding
+	input := make([]byte, 0, len(p.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(64))
+	input = append(input, p.header...)
+	input = append(input, '.')
+	input = enc.AppendEncode(input, payload)
+	sig, err := p.signer.SignPayload(input, jose.ES256)
 	if err != nil {
 		return "", "", fmt.Errorf("sign access token: %w", err)
 	}
-	token, err := obj.CompactSerialize()
-	if err != nil {
-		return "", "", fmt.Errorf("serialize access token: %w", err)
-	}
+	token := string(enc.AppendEncode(append(input, '.'), sig))
 	return token, token[strings.LastIndexByte(token, '.')+1:], nil
 }
 

@@ -24,6 +24,25 @@ type Doc struct {
 	// Due, if not zero, is when the document next needs attention (a
 	// session's expiry): Reader.Due finds such documents without a scan.
 	Due time.Time `json:"due,omitzero"`
+
+	// decoded is Data as a Typed projection's DocVersion decoded it, kept
+	// for the Apply that follows on the same document (an append checks a
+	// document's version, then folds into it), so it is decoded once.
+	// decodedFrom is the Data it came from: a Doc whose Data was replaced
+	// since is decoded again. Apply takes it (a fold may change it).
+	decoded     any
+	decodedFrom []byte
+}
+
+// takeDecoded returns the cached decoding of d.Data, if d has one that
+// is still d's, and drops it.
+func (d *Doc) takeDecoded() any {
+	v, from := d.decoded, d.decodedFrom
+	d.decoded, d.decodedFrom = nil, nil
+	if v == nil || len(from) != len(d.Data) || len(from) == 0 || &from[0] != &d.Data[0] {
+		return nil
+	}
+	return v
 }
 
 // Projection folds events into documents.
@@ -48,8 +67,9 @@ type PerStream interface {
 	Projection
 	// PerStream reports whether the projection keeps that promise.
 	PerStream() bool
-	// DocVersion returns the stream version a document reflects.
-	DocVersion(d Doc) (int64, error)
+	// DocVersion returns the stream version a document reflects. It may
+	// keep its decoding of d for an Apply to d that follows.
+	DocVersion(d *Doc) (int64, error)
 }
 
 var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
@@ -106,14 +126,15 @@ type Typed[T any] struct {
 func (p Typed[T]) PerStream() bool { return p.VersionOf != nil }
 
 // DocVersion implements PerStream.
-func (p Typed[T]) DocVersion(d Doc) (int64, error) {
+func (p Typed[T]) DocVersion(d *Doc) (int64, error) {
 	if p.VersionOf == nil {
 		return 0, fmt.Errorf("projection %s is not per stream", p.ProjectionName)
 	}
-	v, err := Decode[T](d)
+	v, err := Decode[T](*d)
 	if err != nil {
 		return 0, err
 	}
+	d.decoded, d.decodedFrom = v, d.Data
 	return p.VersionOf(v), nil
 }
 
@@ -131,9 +152,13 @@ func (p Typed[T]) Apply(cur *Doc, ev eventstore.Event) (*Doc, error) {
 	}
 	var state *T
 	if cur != nil {
-		state = new(T)
-		if err := json.Unmarshal(cur.Data, state); err != nil {
-			return nil, fmt.Errorf("projection %s: decode document %q: %w", p.ProjectionName, key, err)
+		if v, ok := cur.takeDecoded().(*T); ok {
+			state = v
+		} else {
+			state = new(T)
+			if err := json.Unmarshal(cur.Data, state); err != nil {
+				return nil, fmt.Errorf("projection %s: decode document %q: %w", p.ProjectionName, key, err)
+			}
 		}
 	}
 	next, owner, err := p.Fold(state, ev)

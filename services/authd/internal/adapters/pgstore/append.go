@@ -294,7 +294,7 @@ func (w *docWork) resolvePerStream(byStream map[string]*eventstore.Append) error
 			continue
 		}
 		d := &projection.Doc{Key: key, Data: data}
-		if v, err := ps.DocVersion(*d); err != nil || v != a.ExpectedVersion {
+		if v, err := ps.DocVersion(d); err != nil || v != a.ExpectedVersion {
 			continue // stale or unreadable: read it instead
 		}
 		w.docs[key], w.existed[key], w.known[key] = d, true, true
@@ -306,6 +306,10 @@ func (w *docWork) resolvePerStream(byStream map[string]*eventstore.Append) error
 // events only if that compare-and-set held, the stream being of the
 // append's type and, when the append names one, owner; otherwise it aborts
 // the transaction (SR001, message = stream id) and classify finds out why.
+//
+// Most appends (every refresh) carry one event: they take the one-event
+// form, whose event columns are plain parameters, instead of five arrays
+// that pgx encodes element by element and PostgreSQL unnests and sorts.
 const (
 	appendEventsSQL = `e AS (INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
 			occurred_at, user_id, data, metadata, personal)
@@ -314,7 +318,15 @@ const (
 			WITH ORDINALITY AS e(event_id, version, type, schema_version, data, ord)
 		ORDER BY e.ord
 		RETURNING version, tx_id, seq, user_id)
-	SELECT version, tx_id::text, seq, coalesce(user_id, '') FROM e
+	` + appendedRowsSQL
+	// The one event's version is the stream's new version, $4.
+	appendEventSQL = `e AS (INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
+			occurred_at, user_id, data, metadata, personal)
+		SELECT $8::uuid, $1, $2, $4, $9, $10::int, $5, s.user_id, $11::jsonb, $6, $7
+		FROM s
+		RETURNING version, tx_id, seq, user_id)
+	` + appendedRowsSQL
+	appendedRowsSQL = `SELECT version, tx_id::text, seq, coalesce(user_id, '') FROM e
 	UNION ALL
 	SELECT NULL, NULL, NULL, NULL
 	WHERE CASE WHEN EXISTS (SELECT 1 FROM e) THEN false ELSE strongroom_abort('SR001', $1) END`
@@ -327,6 +339,18 @@ const (
 			SELECT $1, $2, nullif($13, ''), $4 WHERE $3::bigint = 0
 			ON CONFLICT (stream_id) DO NOTHING RETURNING user_id),
 		` + appendEventsSQL
+	// The one-event forms: the owner is $12.
+	moveStreamSQL1 = `WITH s AS (UPDATE streams SET version = $4
+			WHERE stream_id = $1 AND version = $3 AND stream_type = $2 AND ($12 = '' OR user_id = $12)
+			RETURNING user_id),
+		` + appendEventSQL
+	createStreamSQL1 = `WITH s AS (INSERT INTO streams (stream_id, stream_type, user_id, version)
+			SELECT $1, $2, nullif($12, ''), $4 WHERE $3::bigint = 0
+			ON CONFLICT (stream_id) DO NOTHING RETURNING user_id),
+		` + appendEventSQL
+)
+
+const (
 	// An expired record of the same value is replaced, so expiry never
 	// needs the sweeper to be correct.
 	onceSQL = `WITH o AS (` + rememberSQL + ` RETURNING 1)
@@ -484,16 +508,7 @@ func currentVersion(ctx context.Context, q rowQueryer, streamID string) int64 {
 func queueStreamAppend(b *pgx.Batch, st *streamResult, meta, personal []byte) {
 	a, evs := st.append, st.evs
 	n := len(evs)
-	ids, versions, types, schemas, data := make([]uuid.UUID, n), make([]int64, n), make([]string, n), make([]int32, n), make([]string, n)
-	for i, ev := range evs {
-		ids[i], versions[i], types[i], schemas[i], data[i] = ev.EventID, ev.Version, ev.Type, int32(ev.SchemaVersion), string(ev.Data)
-	}
-	query := moveStreamSQL
-	if a.ExpectedVersion == eventstore.NoStream {
-		query = createStreamSQL
-	}
-	b.Queue(query, a.StreamID, a.StreamType, a.ExpectedVersion, a.ExpectedVersion+int64(n), evs[0].OccurredAt,
-		string(meta), nullableJSON(personal), ids, versions, types, schemas, data, a.UserID).Query(func(rows pgx.Rows) error {
+	scan := func(rows pgx.Rows) error {
 		for rows.Next() {
 			var row streamRow
 			var txText string
@@ -508,5 +523,26 @@ func queueStreamAppend(b *pgx.Batch, st *streamResult, meta, personal []byte) {
 			st.rows = append(st.rows, row)
 		}
 		return rows.Err()
-	})
+	}
+	if n == 1 {
+		ev := evs[0]
+		query := moveStreamSQL1
+		if a.ExpectedVersion == eventstore.NoStream {
+			query = createStreamSQL1
+		}
+		b.Queue(query, a.StreamID, a.StreamType, a.ExpectedVersion, ev.Version, ev.OccurredAt,
+			string(meta), nullableJSON(personal), [16]byte(ev.EventID), ev.Type, int32(ev.SchemaVersion), string(ev.Data),
+			a.UserID).Query(scan)
+		return
+	}
+	ids, versions, types, schemas, data := make([]uuid.UUID, n), make([]int64, n), make([]string, n), make([]int32, n), make([]string, n)
+	for i, ev := range evs {
+		ids[i], versions[i], types[i], schemas[i], data[i] = ev.EventID, ev.Version, ev.Type, int32(ev.SchemaVersion), string(ev.Data)
+	}
+	query := moveStreamSQL
+	if a.ExpectedVersion == eventstore.NoStream {
+		query = createStreamSQL
+	}
+	b.Queue(query, a.StreamID, a.StreamType, a.ExpectedVersion, a.ExpectedVersion+int64(n), evs[0].OccurredAt,
+		string(meta), nullableJSON(personal), ids, versions, types, schemas, data, a.UserID).Query(scan)
 }

@@ -473,3 +473,59 @@ func TestPruneOutbox(t *testing.T) {
 		t.Fatalf("%d devices in the read model after pruning", len(docs))
 	}
 }
+
+// TestAsyncCommitIsPerTransaction: the projections' transactions commit
+// asynchronously, at the isolation level asked for, and the setting ends
+// with the transaction: the next user of the connection (an append)
+// commits synchronously again.
+func TestAsyncCommitIsPerTransaction(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := context.Background()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	show := func(q pgx.Tx, setting string) string {
+		var v string
+		if err := q.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, o := range []pgx.TxOptions{{}, {IsoLevel: pgx.RepeatableRead}, {IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}} {
+		tx, err := conn.BeginTx(ctx, asyncCommit(o))
+		if err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		want := "read committed"
+		if o.IsoLevel != "" {
+			want = string(o.IsoLevel)
+		}
+		if got := show(tx, "synchronous_commit"); got != "off" {
+			t.Errorf("%+v: synchronous_commit = %s inside the transaction", o, got)
+		}
+		if got := show(tx, "transaction_isolation"); got != want {
+			t.Errorf("%+v: isolation = %s, want %s", o, got, want)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var after string
+		if err := conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&after); err != nil {
+			t.Fatal(err)
+		}
+		if after != "on" {
+			t.Fatalf("synchronous_commit = %s after the transaction", after)
+		}
+	}
+	// The subscribers' connection wrapper does the same.
+	tx, err := asyncCommitConn{pool}.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if got := show(tx, "synchronous_commit"); got != "off" {
+		t.Errorf("subscriber transaction: synchronous_commit = %s", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/projection"
@@ -167,7 +169,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		p.mu.Lock()
 		p.backoffs[name] = b
 		p.mu.Unlock()
-		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(p.store.pool), wsql.SubscriberConfig{
+		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(asyncCommitConn{p.store.pool}), wsql.SubscriberConfig{
 			ConsumerGroup:  "projection_" + name,
 			SchemaAdapter:  outboxSchema,
 			OffsetsAdapter: outboxOffsets,
@@ -260,7 +262,7 @@ func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFu
 // position and returns the new position.
 func (p *Projector) catchUp(ctx context.Context, pr projection.Projection) (eventstore.Position, error) {
 	var to eventstore.Position
-	err := pgx.BeginFunc(ctx, p.store.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, p.store.pool, asyncCommit(pgx.TxOptions{}), func(tx pgx.Tx) error {
 		gen, pos, err := lockProjection(ctx, tx, pr.Name())
 		if err != nil {
 			return err
@@ -441,6 +443,44 @@ func applyEvents(ctx context.Context, tx pgx.Tx, pr projection.Projection, gen i
 		return fmt.Errorf("projection %s: write documents: %w", pr.Name(), err)
 	}
 	return nil
+}
+
+// asyncCommit makes a transaction of the asynchronous projections commit
+// without waiting for its WAL to be flushed (synchronous_commit off, for
+// that transaction only), set in the BEGIN's own round trip. Under load
+// they commit tens of times a second, and each flush is a write and an
+// fsync that PostgreSQL does on top of the appends'. Nothing they write is
+// a decision or the only copy of anything, so a crash that loses the last
+// of them loses nothing: such a transaction is lost whole (and any later
+// commit that was flushed flushed it too, WAL being replayed in order). A
+// projection's documents then lose their last batch together with its
+// position, and it applies those events again from the log; a lost
+// subscriber offset redelivers messages whose events the projection has
+// applied already, which is a no-op (see handler). Appends, the log and
+// inline read models keep synchronous commit.
+func asyncCommit(o pgx.TxOptions) pgx.TxOptions {
+	var b strings.Builder
+	b.WriteString("BEGIN")
+	if o.IsoLevel != "" {
+		b.WriteString(" ISOLATION LEVEL " + string(o.IsoLevel))
+	}
+	if o.AccessMode != "" {
+		b.WriteString(" " + string(o.AccessMode))
+	}
+	if o.DeferrableMode != "" {
+		b.WriteString(" " + string(o.DeferrableMode))
+	}
+	b.WriteString("; SET LOCAL synchronous_commit = off")
+	o.BeginQuery = b.String()
+	return o
+}
+
+// asyncCommitConn gives watermill's subscribers (their polls and acks)
+// asynchronous commit, see asyncCommit.
+type asyncCommitConn struct{ *pgxpool.Pool }
+
+func (c asyncCommitConn) BeginTx(ctx context.Context, o pgx.TxOptions) (pgx.Tx, error) {
+	return c.Pool.BeginTx(ctx, asyncCommit(o))
 }
 
 // ConnsNeeded is how many pool connections n asynchronous projections can

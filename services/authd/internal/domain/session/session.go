@@ -224,6 +224,10 @@ func (t *Tokens) Successor(token string) string {
 	if !ok {
 		return ""
 	}
+	return t.successor(sid, token)
+}
+
+func (t *Tokens) successor(sid, token string) string {
 	return t.seal(prefix + sid + "." + b64.EncodeToString(t.mac(labelSuccessor, token)))
 }
 
@@ -233,5 +237,43 @@ func (t *Tokens) ID(token string) string {
 	if _, ok := t.Session(token); !ok {
 		return ""
 	}
-	return b64.EncodeToString(t.mac(labelID, token))
+	return t.id(token)
+}
+
+func (t *Tokens) id(token string) string { return b64.EncodeToString(t.mac(labelID, token)) }
+
+// Presented is a refresh token whose tag Check verified.
+type Presented struct {
+	token string
+	// SessionID is the session the token names; ID the token's id.
+	SessionID, ID string
+}
+
+// String and GoString keep the token out of anything that prints a
+// Presented (logs, errors, %+v): the session and the id are no secrets.
+func (p Presented) String() string {
+	return "refresh token " + p.ID + " of session " + p.SessionID
+}
+
+// GoString implements fmt.GoStringer like String.
+func (p Presented) GoString() string { return p.String() }
+
+// Check is Session and ID at once: a refresh verifies the presented
+// token's tag once, not once per derived value (each is an HMAC).
+func (t *Tokens) Check(token string) (Presented, bool) {
+	sid, ok := t.Session(token)
+	if !ok {
+		return Presented{}, false
+	}
+	return Presented{token: token, SessionID: sid, ID: t.id(token)}, true
+}
+
+// Next returns Successor(p's token) and ID of that successor, without
+// verifying again the tags Check and seal have just computed.
+func (t *Tokens) Next(p Presented) (successor, successorID string) {
+	if p.token == "" {
+		return "", ""
+	}
+	successor = t.successor(p.SessionID, p.token)
+	return successor, t.id(successor)
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,22 @@ func TestTokens(t *testing.T) {
 	}
 	if s2 := k.Successor(s1); s2 == s1 || s2 == t0 || k.ID(s2) == "" {
 		t.Fatal("the chain does not continue")
+	}
+	// Check and Next are Session, ID and Successor at once.
+	p0, ok := k.Check(t0)
+	if !ok || p0.SessionID != testSID || p0.ID != k.ID(t0) {
+		t.Fatalf("Check(%q) = %+v, %v", t0, p0, ok)
+	}
+	if next, nextID := k.Next(p0); next != s1 || nextID != k.ID(s1) {
+		t.Fatal("Next is not the successor and its id")
+	}
+	if next, nextID := k.Next(Presented{}); next != "" || nextID != "" {
+		t.Fatal("Next of an unchecked token")
+	}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(f, p0); strings.Contains(out, strings.Split(t0, ".")[1]) || strings.Contains(out, t0) {
+			t.Fatalf("%s of a checked token prints its secret: %s", f, out)
+		}
 	}
 	secret := strings.Split(t0, ".")[1]
 	id0, id0again := k.ID(t0), k.ID(t0)
@@ -186,6 +203,9 @@ func TestTokensRefuseHostileInput(t *testing.T) {
 		if s := k.Successor(c.token); s != "" {
 			t.Errorf("%s: Successor = %q", c.name, s)
 		}
+		if p, ok := k.Check(c.token); ok || p != (Presented{}) {
+			t.Errorf("%s: Check = %+v, %v", c.name, p, ok)
+		}
 	}
 	if seal("srt_"+sid+"."+sec) != t0 {
 		t.Fatal("the table's seal is not the token's tag: the tagged cases prove nothing")
@@ -221,15 +241,19 @@ func FuzzTokens(f *testing.F) {
 		for _, tok := range []string{token, built} {
 			got, ok := k.Session(tok)
 			id, next := k.ID(tok), k.Successor(tok)
+			p, checked := k.Check(tok)
 			want, real := issued[tok]
 			if !real {
-				if ok || got != "" || id != "" || next != "" {
+				if ok || got != "" || id != "" || next != "" || checked || p != (Presented{}) {
 					t.Fatalf("%q was made without the key but accepted (sid %q, id %q)", tok, got, id)
 				}
 				continue
 			}
 			if !ok || got != want || id == "" || next == "" {
 				t.Fatalf("issued token %q refused", tok)
+			}
+			if succ, succID := k.Next(p); !checked || p.SessionID != want || p.ID != id || succ != next || succID != k.ID(next) {
+				t.Fatalf("Check and Next of %q disagree with Session, ID and Successor", tok)
 			}
 		}
 	})
