@@ -20,8 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -65,6 +67,9 @@ func TestManager(t *testing.T) {
 		LeaderElectionID:        "strongroom-operator.strongroom.dev",
 		LeaderElectionNamespace: ns,
 		Cache:                   CacheOptions(),
+		// `go test -count=N` starts a manager per run in one process:
+		// each registers the same controller name.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	}
 	// The operator runs as a user with only the generated RBAC.
 	mgr, err := ctrl.NewManager(operatorUser(t, ns), opts)
