@@ -332,8 +332,12 @@ func (r *PinnedCertificateReconciler) apply(ctx context.Context, o *observed, no
 		k := o.key(step.Key)
 		k.Role = step.Role
 		reason, typ := "KeyRole", corev1.EventTypeNormal
-		if step.Role == rotation.Compromised {
+		switch {
+		case step.Role == rotation.Compromised:
 			reason, typ = "EmergencyRotation", corev1.EventTypeWarning
+		case step.NoAgedBackup:
+			reason, typ = "NoAgedBackup", corev1.EventTypeWarning
+			setCondition(pc, v1alpha1.ConditionNoAgedBackup, metav1.ConditionTrue, "NoAgedBackup", step.Reason)
 		}
 		r.event(pc, typ, reason, "SetRole", "key %s (pin %s) is now %s: %s", step.Key, k.Pin, step.Role, step.Reason)
 

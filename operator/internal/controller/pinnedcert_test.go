@@ -237,6 +237,45 @@ func TestEmergency(t *testing.T) {
 		w.reconcile()
 		w.emergency(true) // now it is aged
 	})
+	t.Run("backups deleted by hand mid-emergency: the key serves on", func(t *testing.T) {
+		t.Parallel()
+		s := spec()
+		s.BackupKeys = 1
+		w := newWorld(t, s, start)
+		w.reconcile()
+		w.clk.Step(s.PublishAhead.Duration)
+		w.reconcile()
+		before := w.servedPin()
+		// As if a reconcile had marked the serving key compromised and
+		// died, and someone then deleted the backup.
+		ctx := context.Background()
+		var keys corev1.SecretList
+		if err := k8s.List(ctx, &keys, client.InNamespace(w.ns), client.HasLabels{v1alpha1.LabelRole}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys.Items {
+			k := &keys.Items[i]
+			switch k.Labels[v1alpha1.LabelRole] {
+			case "current":
+				k.Labels[v1alpha1.LabelRole] = "compromised"
+				if err := k8s.Update(ctx, k); err != nil {
+					t.Fatal(err)
+				}
+			case "backup":
+				if err := k8s.Delete(ctx, k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		w.reconcile()
+		var pc v1alpha1.PinnedCertificate
+		if err := k8s.Get(ctx, w.req().NamespacedName, &pc); err != nil {
+			t.Fatal(err)
+		}
+		if after := w.servedPin(); after != before || !meta.IsStatusConditionTrue(pc.Status.Conditions, v1alpha1.ConditionNoAgedBackup) {
+			t.Fatalf("serving %s (before %s), NoAgedBackup %v: want the same key and NoAgedBackup", after, before, pc.Status.Conditions)
+		}
+	})
 	t.Run("two backups: two emergencies, the third is refused", func(t *testing.T) {
 		t.Parallel()
 		w := newWorld(t, spec(), start)

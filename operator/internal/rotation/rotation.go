@@ -186,9 +186,12 @@ func Decide(now time.Time, spec Spec, s State) Step {
 			b, ok := oldestAged(keys(Backup), aged)
 			if !ok {
 				// Checked before marking; only a backup deleted by hand
-				// since then gets here. Keep serving rather than serve an
-				// unpublished pin.
-				return Step{Action: StepWait, NoAgedBackup: true, Reason: "the compromised key has no aged backup to take over"}
+				// since then gets here. As with an emergency refused at
+				// once, nothing changes: the key serves on as the current
+				// one (its pin still published), and the keys and pin set
+				// are looked after again from there.
+				return Step{Action: StepSetRole, Key: k.Name, Role: Current, NoAgedBackup: true,
+					Reason: "no aged backup key is left to take over from the compromised key: it keeps serving"}
 			}
 			return issue(now, spec, b, "emergency: an aged backup takes over")
 		}

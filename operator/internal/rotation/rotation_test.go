@@ -360,6 +360,12 @@ func TestDecide(t *testing.T) {
 			s.Resign = true
 			return s
 		}(), Step{Action: StepPublish, Pins: []string{"p-cur", "p-nxt", "p-b1", "p-b2"}, Version: 4}},
+		{"compromised, and the aged backups deleted by hand since: it serves on as current", func() State {
+			s := base(aged, now.Add(40*day))
+			s.Keys[0].Role = Compromised
+			s.Keys = s.Keys[:2]
+			return s
+		}(), Step{Action: StepSetRole, Key: "cur", Role: Current, NoAgedBackup: true}},
 		{"emergency before any certificate", State{EmergencyRequested: true}, Step{Action: StepClearEmergency, NoAgedBackup: true}},
 	}
 	for _, c := range cases {
