@@ -25,15 +25,11 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"strongroom.dev/api/pinset"
 	"strongroom.dev/api/v1alpha1"
@@ -49,45 +45,12 @@ import (
 // with `curl --pinnedpubkey`; a wrong pin is refused by both. authd is
 // never restarted.
 func TestPinnedClientsAcrossRotations(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run through `make test` (or export KUBEBUILDER_ASSETS=$(make -s testbins))")
-	}
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Fatal("curl is needed (Debian's curl package):", err)
 	}
-	root, err := repoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	// controller-runtime's own logs (envtest, the client) are not this
-	// test's subject.
-	ctrllog.SetLogger(logr.Discard())
-
-	// A real API server with the CRDs, and the operator binary on it.
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(root, "api", "crds")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bank"}}
-	if err := k8s.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	kc := startKube(t)
+	ctx, k8s, root, env := t.Context(), kc.client, kc.root, kc.env
 	caPEM, manifest := pinningSecrets(t, k8s)
 	publishAhead := 15 * time.Second
 	pc := &v1alpha1.PinnedCertificate{

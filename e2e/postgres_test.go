@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -26,6 +25,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"strongroom.dev/api/keyset"
 )
 
 // freshDatabase creates an empty database on the server of DATABASE_URL
@@ -112,27 +113,23 @@ func newCertificatePEM(t testing.TB) (certPEM, keyPEM []byte, pin string) {
 // backOfficeSecret is the back-office client's secret in productionFilesAll.
 const backOfficeSecret = "a-generated-256-bit-secret-for-the-back-office-0123456789"
 
-// productionFilesAll writes what a deployment mounts: a token-signing key
-// directory, a clients file, a sealing key directory (one X-Wing key, in
-// the file format authd documents) and a peppers directory.
-func productionFilesAll(t testing.TB) (keysDir, clientsFile, sealingDir, peppersDir string) {
+// productionFilesAll writes what a deployment mounts: the three KeySet
+// Secrets as the operator writes them (token-signing, payload-sealing with
+// one X-Wing key, hmac-secret: each a keys.json), a clients file and a
+// peppers directory.
+func productionFilesAll(t testing.TB) (keysDir, clientsFile, sealingDir, hmacDir, peppersDir string) {
 	t.Helper()
 	dir := t.TempDir()
-	keysDir = filepath.Join(dir, "keys")
-	if err := os.Mkdir(keysDir, 0o700); err != nil {
-		t.Fatal(err)
+	keysDir, sealingDir, hmacDir, peppersDir = filepath.Join(dir, "keys"), filepath.Join(dir, "sealing"), filepath.Join(dir, "hmac"), filepath.Join(dir, "peppers")
+	for _, d := range []string{keysDir, sealingDir, hmacDir, peppersDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(keysDir, "2026-11.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	now := time.Now().UTC()
+	writeKeySet(t, keysDir, keyset.PurposeTokenSigning, keyset.ES256, now.Add(-time.Hour), now.Add(24*time.Hour))
+	writeKeySet(t, sealingDir, keyset.PurposePayloadSealing, keyset.XWing, now.Add(-time.Hour), now.Add(24*time.Hour))
+	writeKeySet(t, hmacDir, keyset.PurposeHMACSecret, keyset.HS256, now.Add(-time.Hour), now.Add(48*time.Hour))
 	sum := sha256.Sum256([]byte(backOfficeSecret))
 	clients := `clients:
   - client_id: back-office
@@ -150,31 +147,32 @@ func productionFilesAll(t testing.TB) (keysDir, clientsFile, sealingDir, peppers
 	if err := os.WriteFile(clientsFile, []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sealingDir, peppersDir = filepath.Join(dir, "sealing"), filepath.Join(dir, "peppers")
-	for _, d := range []string{sealingDir, peppersDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sk, err := hpke.MLKEM768X25519().GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := sk.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := `{"kem_id": 25722, "private_key": "` + base64.RawURLEncoding.EncodeToString(seed) + `", "not_after": "` +
-		time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339) + `"}`
-	if err := os.WriteFile(filepath.Join(sealingDir, "2026-11.json"), []byte(keyFile), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	pepper := make([]byte, 32)
 	_, _ = rand.Read(pepper)
 	if err := os.WriteFile(filepath.Join(peppersDir, "p1"), pepper, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return keysDir, clientsFile, sealingDir, peppersDir
+	return keysDir, clientsFile, sealingDir, hmacDir, peppersDir
+}
+
+// writeKeySet writes a KeySet's keys.json with one key of algorithm, as
+// the operator would (protected lifetimes are the operator's defaults).
+func writeKeySet(t testing.TB, dir, purpose, algorithm string, notBefore, notAfter time.Time) {
+	t.Helper()
+	priv, kid, err := keyset.Generate(algorithm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected := map[string]time.Duration{keyset.PurposeTokenSigning: time.Hour, keyset.PurposePayloadSealing: 10 * time.Minute,
+		keyset.PurposeHMACSecret: 24 * time.Hour}[purpose]
+	b, err := (&keyset.File{Purpose: purpose, PublishAhead: keyset.Duration(24 * time.Hour), ProtectedLifetime: keyset.Duration(protected),
+		Keys: []keyset.Key{{KID: kid, Algorithm: algorithm, NotBefore: notBefore, NotAfter: notAfter, PrivateKey: priv}}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, keyset.FileName), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // process is a running authd serve.
@@ -223,11 +221,11 @@ func startAuthd(t testing.TB, env []string, args ...string) *process {
 func productionServe(t testing.TB) (args []string, pin string) {
 	t.Helper()
 	certFile, keyFile, pin := serverCertificate(t)
-	keysDir, clientsFile, sealingDir, peppersDir := productionFilesAll(t)
+	keysDir, clientsFile, sealingDir, hmacDir, peppersDir := productionFilesAll(t)
 	return []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--issuer", "https://auth.bank.test",
 		"--admin-url", "https://authd-internal.bank.test", "--clients-file", clientsFile, "--signing-keys-dir", keysDir,
-		"--sealing-keys-dir", sealingDir, "--peppers-dir", peppersDir}, pin
+		"--sealing-keys-dir", sealingDir, "--hmac-keys-dir", hmacDir, "--peppers-dir", peppersDir}, pin
 }
 
 // authd runs one short authd command to completion.

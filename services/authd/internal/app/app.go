@@ -123,17 +123,24 @@ func (s *Service) readDevice(ctx context.Context, id string) (*device.State, err
 	return device.Fold(s.Registry, evs)
 }
 
-// readActivation folds a code's stream (nil for an unknown or malformed code).
+// readActivation folds a code's stream (nil for an unknown or malformed
+// code). The code is looked up under each HMAC key not yet retired: it was
+// issued under one of them.
 func (s *Service) readActivation(ctx context.Context, code string) (*activation.State, error) {
-	id, ok := s.Codes.StreamID(code)
+	ids, ok := s.Codes.StreamIDs(code)
 	if !ok {
 		return nil, nil
 	}
-	evs, err := s.Events.ReadStream(ctx, id, 0)
-	if err != nil {
-		return nil, err
+	for _, id := range ids {
+		evs, err := s.Events.ReadStream(ctx, id, 0)
+		if err != nil {
+			return nil, err
+		}
+		if len(evs) > 0 {
+			return activation.Fold(s.Registry, evs)
+		}
 	}
-	return activation.Fold(s.Registry, evs)
+	return nil, nil
 }
 
 func validID(id string) bool {

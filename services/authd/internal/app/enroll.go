@@ -22,7 +22,7 @@ func (s *Service) IssueActivation(ctx context.Context, userID, purpose, operator
 	if purpose != activation.Enroll && purpose != activation.Reset {
 		return "", time.Time{}, errInvalid("purpose must be enroll or reset")
 	}
-	code, streamID, err := s.Codes.New()
+	code, streamID, keyID, err := s.Codes.New()
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -30,7 +30,7 @@ func (s *Service) IssueActivation(ctx context.Context, userID, purpose, operator
 	_, err = s.Events.Append(ctx, eventstore.Append{
 		StreamID: streamID, StreamType: events.StreamActivation, UserID: userID,
 		Events: []eventstore.Pending{{Type: events.ActivationIssued, Payload: events.ActivationIssuedV1{
-			UserID: userID, Purpose: purpose, CodeHash: streamID, HMACKeyID: s.Codes.KeyID,
+			UserID: userID, Purpose: purpose, CodeHash: streamID, HMACKeyID: keyID,
 			ExpiresAt: exp, Operator: operator, ClientID: clientID,
 		}}},
 	})

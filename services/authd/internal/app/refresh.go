@@ -74,7 +74,18 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 				Events: []eventstore.Pending{{Type: events.SessionRefreshReuse, Payload: events.SessionRefreshReuseDetectedV1{TokenID: id, KeyThumbprint: jkt}}}})
 			return err
 		}
-		successor, successorID := s.RefreshTokens.Next(presented)
+		var successor, successorID string
+		if decision == session.Repeat {
+			// The successor handed out before, derived again with the
+			// key that made it (it may no longer be the active one).
+			var ok bool
+			if successor, ok = s.RefreshTokens.Again(presented, st.Current); !ok {
+				return invalid()
+			}
+			successorID = st.Current
+		} else if successor, successorID, err = s.RefreshTokens.Next(presented); err != nil {
+			return err
+		}
 		idle := minTime(now.Add(s.RefreshLifetime), st.ExpiresAt).UTC()
 		ev := events.SessionRefreshedV1{PreviousTokenID: id, TokenID: successorID,
 			Repeat: decision == session.Repeat, AccessTokenID: accessTokenID,

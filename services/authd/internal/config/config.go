@@ -59,16 +59,20 @@ type Config struct {
 	// ClientsFile is the YAML file of OAuth2 clients. Dev mode registers
 	// mobile-app and back-office instead.
 	ClientsFile string
-	// SigningKeysDir holds the token-signing keys; ActiveSigningKey names
-	// the one that signs. Dev mode generates a key.
-	SigningKeysDir   string
-	ActiveSigningKey string
+	// SigningKeysDir is the mounted token-signing KeySet; the key active
+	// by the clock signs. Dev mode generates a key.
+	SigningKeysDir string
 	// AccessTokenLifetime is how long access tokens live;
 	// RefreshTokenLifetime how long a session lives without a refresh.
 	AccessTokenLifetime  time.Duration
 	RefreshTokenLifetime time.Duration
-	// SealingKeysDir holds the HPKE sealing keys; dev mode generates one.
+	// SealingKeysDir is the mounted payload-sealing KeySet (HPKE keys);
+	// dev mode generates one.
 	SealingKeysDir string
+	// HMACKeysDir is the mounted hmac-secret KeySet (refresh tokens,
+	// activation codes). Dev mode keeps its keys in the database, or
+	// generates them without one.
+	HMACKeysDir string
 	// PeppersDir holds the passcode peppers; CurrentPepper names the one
 	// new verifiers use. Dev mode generates one.
 	PeppersDir    string

@@ -32,6 +32,7 @@ var prod = []string{
 	"STRONGROOM_CLIENTS_FILE", "/config/clients.yaml",
 	"STRONGROOM_SIGNING_KEYS_DIR", "/keys/token-signing",
 	"STRONGROOM_SEALING_KEYS_DIR", "/keys/sealing",
+	"STRONGROOM_HMAC_KEYS_DIR", "/keys/hmac",
 	"STRONGROOM_PEPPERS_DIR", "/keys/peppers",
 	"HOME", "/home/authd",
 }
@@ -225,6 +226,7 @@ func TestLoadRefuses(t *testing.T) {
 		{name: "production without TLS key", env: with(prod, "STRONGROOM_TLS_KEY_FILE", ""), want: []string{"--tls-key-file"}},
 		{name: "production without clients", env: with(prod, "STRONGROOM_CLIENTS_FILE", ""), want: []string{"--clients-file"}},
 		{name: "production without signing keys", env: with(prod, "STRONGROOM_SIGNING_KEYS_DIR", ""), want: []string{"--signing-keys-dir"}},
+		{name: "production without HMAC keys", env: with(prod, "STRONGROOM_HMAC_KEYS_DIR", ""), want: []string{"--hmac-keys-dir"}},
 		{name: "production without admin URL", env: with(prod, "STRONGROOM_ADMIN_URL", ""), want: []string{"--admin-url"}},
 		{name: "plain http admin URL", env: with(prod, "STRONGROOM_ADMIN_URL", "http://internal:8444"), want: []string{"STRONGROOM_ADMIN_URL", "https"}},
 		{name: "access token lifetime too long", args: []string{"--access-token-lifetime", "2h"}, env: prod, want: []string{"30s to 1h"}},

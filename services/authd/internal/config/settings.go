@@ -126,14 +126,8 @@ var settings = []setting{
 	{
 		Name: "SigningKeysDir", Flag: "signing-keys-dir", Env: "STRONGROOM_SIGNING_KEYS_DIR",
 		DefaultDoc: "none; required outside dev mode (dev: a key generated at start)",
-		Meaning:    "directory of token-signing keys (*.pem, PKCS#8 ECDSA P-256); all are published in the JWKS",
+		Meaning:    "mounted token-signing KeySet Secret (its `keys.json`, written by the operator); the key whose `not_before` is the latest passed signs, all not retired are in the JWKS",
 		apply:      func(c *Config, raw string) error { c.SigningKeysDir = raw; return nil },
-	},
-	{
-		Name: "ActiveSigningKey", Flag: "active-signing-key", Env: "STRONGROOM_ACTIVE_SIGNING_KEY",
-		DefaultDoc: "the only key, when there is one",
-		Meaning:    "file name (in the signing keys directory) of the key that signs new tokens",
-		apply:      func(c *Config, raw string) error { c.ActiveSigningKey = raw; return nil },
 	},
 	{
 		Name: "AccessTokenLifetime", Flag: "access-token-lifetime", Env: "STRONGROOM_ACCESS_TOKEN_LIFETIME", Default: "5m",
@@ -164,8 +158,14 @@ var settings = []setting{
 	{
 		Name: "SealingKeysDir", Flag: "sealing-keys-dir", Env: "STRONGROOM_SEALING_KEYS_DIR",
 		DefaultDoc: "none; required outside dev mode (dev: an X-Wing key generated at start)",
-		Meaning:    "directory of HPKE sealing keys (*.json); X-Wing by default, X25519 keys allowed for old clients",
+		Meaning:    "mounted payload-sealing KeySet Secret (`keys.json`): HPKE keys, X-Wing by default, X25519 allowed for old clients; listed from their `not_before`",
 		apply:      func(c *Config, raw string) error { c.SealingKeysDir = raw; return nil },
+	},
+	{
+		Name: "HMACKeysDir", Flag: "hmac-keys-dir", Env: "STRONGROOM_HMAC_KEYS_DIR",
+		DefaultDoc: "none; required outside dev mode (dev: kept in the database, or generated)",
+		Meaning:    "mounted hmac-secret KeySet Secret (`keys.json`): the keys of refresh tokens and activation codes; every key not retired still checks them",
+		apply:      func(c *Config, raw string) error { c.HMACKeysDir = raw; return nil },
 	},
 	{
 		Name: "PeppersDir", Flag: "peppers-dir", Env: "STRONGROOM_PEPPERS_DIR",

@@ -61,6 +61,9 @@ func (c *Config) validate() error {
 		if c.SealingKeysDir == "" {
 			errs = append(errs, errors.New("--sealing-keys-dir (STRONGROOM_SEALING_KEYS_DIR) is required outside dev mode"))
 		}
+		if c.HMACKeysDir == "" {
+			errs = append(errs, errors.New("--hmac-keys-dir (STRONGROOM_HMAC_KEYS_DIR) is required outside dev mode"))
+		}
 		if c.PeppersDir == "" {
 			errs = append(errs, errors.New("--peppers-dir (STRONGROOM_PEPPERS_DIR) is required outside dev mode"))
 		}

@@ -1,7 +1,11 @@
 // Package keys is authd's token-signing key source: several keys
 // published (in the JWKS), exactly one active (signing). Private keys are
-// used only through crypto.Signer, so a KMS or HSM can hold them; the
-// operator's KeySets replace the file source later without changing users.
+// used only through crypto.Signer, so a KMS or HSM can hold them.
+//
+// In production the keys come from the operator's token-signing KeySet
+// (Mount): each key has a window, and the key that signs is chosen by the
+// clock, not by when a replica last read its files (see package
+// strongroom.dev/api/keyset). Dev mode and tests use Static.
 package keys
 
 import (
@@ -9,15 +13,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -31,7 +30,15 @@ type Key struct {
 	Public *ecdsa.PublicKey
 	// Signer signs digests (ES256: SHA-256 digests, ASN.1 signatures).
 	Signer crypto.Signer
+	// NotBefore and NotAfter are the key's window from its KeySet: it
+	// signs from NotBefore (unless a later key's NotBefore has passed) and
+	// is published, and verifies, until NotAfter (exclusive). Zero values
+	// mean no bound (Static keys).
+	NotBefore, NotAfter time.Time
 }
+
+// live reports whether k is still published at now.
+func (k *Key) live(now time.Time) bool { return k.NotAfter.IsZero() || now.Before(k.NotAfter) }
 
 // Source yields the active signing key and the published verification
 // keys. Implementations are safe for concurrent use.
@@ -42,7 +49,14 @@ type Source interface {
 	Lookup(kid string) (*Key, bool)
 	// Published returns every published key, active first.
 	Published() []*Key
+	// MaxAge is how long a client may cache the published keys: shorter
+	// than the time a new key is published before it signs, so a client
+	// never meets a kid it could not have fetched.
+	MaxAge() time.Duration
 }
+
+// DefaultMaxAge is the JWKS cache lifetime when nothing asks for shorter.
+const DefaultMaxAge = 5 * time.Minute
 
 // ErrNoActiveKey is returned when no key is active.
 var ErrNoActiveKey = errors.New("no active signing key")
@@ -100,6 +114,9 @@ func (s *Static) Published() []*Key {
 	return append([]*Key(nil), s.all...)
 }
 
+// MaxAge implements Source.
+func (s *Static) MaxAge() time.Duration { return DefaultMaxAge }
+
 // FromSigner wraps a crypto.Signer holding an ECDSA P-256 key.
 func FromSigner(signer crypto.Signer) (*Key, error) {
 	pub, ok := signer.Public().(*ecdsa.PublicKey)
@@ -130,67 +147,4 @@ func JWKS(src Source) jose.JSONWebKeySet {
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Public, KeyID: k.KID, Algorithm: string(jose.ES256), Use: "sig"})
 	}
 	return set
-}
-
-// LoadDir reads every *.pem file in dir as a PKCS#8 (or SEC 1) ECDSA P-256
-// private key and publishes them all; the key in the file named active
-// (e.g. "2026-11.pem") signs. With exactly one key, active may be empty.
-func LoadDir(dir, active string) (*Static, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.pem"))
-	if err != nil {
-		return nil, fmt.Errorf("signing keys: %w", err)
-	}
-	sort.Strings(files)
-	if len(files) == 0 {
-		return nil, fmt.Errorf("signing keys: no *.pem file in %s", dir)
-	}
-	if active == "" && len(files) == 1 {
-		active = filepath.Base(files[0])
-	}
-	var act *Key
-	var others []*Key
-	for _, f := range files {
-		k, err := loadPEM(f)
-		if err != nil {
-			return nil, err
-		}
-		if filepath.Base(f) == active {
-			act = k
-		} else {
-			others = append(others, k)
-		}
-	}
-	if act == nil {
-		return nil, fmt.Errorf("signing keys: active key file %q not found in %s", active, dir)
-	}
-	return NewStatic(act, others...)
-}
-
-func loadPEM(path string) (*Key, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", filepath.Base(path), err)
-	}
-	block, rest := pem.Decode(raw)
-	if block == nil || strings.TrimSpace(string(rest)) != "" {
-		return nil, fmt.Errorf("signing key %s: want exactly one PEM block", filepath.Base(path))
-	}
-	var priv any
-	switch block.Type {
-	case "PRIVATE KEY":
-		priv, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		priv, err = x509.ParseECPrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("signing key %s: PEM type %q, want PRIVATE KEY", filepath.Base(path), block.Type)
-	}
-	if err != nil {
-		// Parser errors never quote key material.
-		return nil, fmt.Errorf("signing key %s: %w", filepath.Base(path), err)
-	}
-	signer, ok := priv.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("signing key %s: not a signing key", filepath.Base(path))
-	}
-	return FromSigner(signer)
 }

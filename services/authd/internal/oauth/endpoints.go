@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -124,20 +125,24 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, meta)
 }
 
-// JWKSMaxAge is the JWKS cache lifetime; it must stay shorter than the
-// window in which a new key is published before it signs.
-const JWKSMaxAge = 300
-
-// jwks serves the published token-signing keys.
+// jwks serves the published token-signing keys. The cache lifetime is
+// shorter than the window in which a new key is published before it signs
+// (the KeySet's publishAhead), so a resource server whose cached JWKS is
+// fresh already holds the key of any token it meets.
 func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Cache-Control", cacheFor(s.Keys.MaxAge()))
 	writeJSON(w, keys.JWKS(s.Keys))
 }
 
-// sealingKeys serves the HPKE public keys apps seal passcodes to.
+// sealingKeys serves the HPKE public keys apps seal passcodes to, cached
+// like the JWKS.
 func (s *Server) sealingKeys(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Cache-Control", cacheFor(s.Sealing.MaxAge()))
 	writeJSON(w, s.Sealing.Document())
+}
+
+func cacheFor(d time.Duration) string {
+	return "public, max-age=" + strconv.Itoa(int(d/time.Second))
 }
 
 // PinSetMaxAge is the pin set's cache lifetime: far shorter than the

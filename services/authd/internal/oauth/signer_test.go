@@ -45,6 +45,8 @@ func (r *rotatingKeys) Published() []*keys.Key {
 	return append([]*keys.Key(nil), r.all...)
 }
 
+func (r *rotatingKeys) MaxAge() time.Duration { return keys.DefaultMaxAge }
+
 func (r *rotatingKeys) rotate(k *keys.Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,10 +1,17 @@
 package sealing
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"strongroom.dev/api/keyset"
+	"strongroom.dev/services/authd/internal/mounted"
 )
 
 var (
@@ -89,19 +96,56 @@ func FuzzParseClientKey(f *testing.F) {
 	})
 }
 
-// FuzzParseKeyFile: never panics; every error is ErrKeyFile.
-func FuzzParseKeyFile(f *testing.F) {
-	for _, s := range suites {
-		b, err := mustGenerate(f, s.kemID, testLater).MarshalFile()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte(`{"kem_id":32,"private_key":"","not_after":""}`))
+// FuzzMountKeySet: Mount on any keys.json never panics; every error
+// wraps ErrKeyFile and, when the file's keys parse, contains none of
+// their private keys; and every ring it mounts lists each key at its
+// not_before and opens what is sealed to it there.
+func FuzzMountKeySet(f *testing.F) {
+	nb, na := testNow.Add(-time.Hour), testLater
+	xw := newKeySetKey(f, keyset.XWing, nb, na)
+	x := newKeySetKey(f, keyset.X25519, nb.Add(time.Hour), na)
+	good := sealingSet(f, xw, x)
+	f.Add(good)
+	f.Add(sealingSet(f, x))
+	f.Add(sealingSet(f))
+	f.Add(bytes.Replace(good, []byte(`"payload-sealing"`), []byte(`"token-signing"`), 1))
+	f.Add(bytes.Replace(good, []byte(`"1h0m0s"`), []byte(`"59m0s"`), 1))
+	f.Add(bytes.Replace(good, []byte(xw.KID), []byte(x.KID), 1))
+	f.Add(bytes.Replace(good, []byte(`"`+keyset.XWing+`"`), []byte(`"`+keyset.X25519+`"`), 1))
+	f.Add([]byte(`{"purpose":"payload-sealing","publish_ahead":"1h","protected_lifetime":"1h","keys":[{"kid":"","algorithm":"DHKEM-X25519","not_before":"2026-01-01T00:00:00.5Z","not_after":"2026-01-01T00:00:00.9Z","private_key":""}]}`))
+	f.Add([]byte(`{}`))
+	dir := f.TempDir() // inputs run one at a time in a process
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := ParseKeyFile(data); err != nil && !errors.Is(err, ErrKeyFile) {
-			t.Fatalf("unexpected error class: %v", err)
+		if err := os.WriteFile(filepath.Join(dir, keyset.FileName), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Mount(dir, time.Hour, mounted.Options{Now: func() time.Time { return testNow }})
+		if err != nil {
+			if r != nil || !errors.Is(err, ErrKeyFile) {
+				t.Fatalf("Mount = %v, %v; want ErrKeyFile", r, err)
+			}
+			if file, perr := keyset.Parse(data); perr == nil {
+				for _, k := range file.Keys {
+					assertNoSecret(t, err.Error(), k.PrivateKey)
+				}
+			}
+			return
+		}
+		st := r.load()
+		if len(st.keys) == 0 {
+			t.Fatal("mounted a ring without keys")
+		}
+		for _, k := range st.keys[:min(len(st.keys), 3)] {
+			if !slices.Contains(kidsOf(r.KeysAt(k.NotBefore)), k.KID) {
+				t.Fatalf("%v not listed at its not_before", k)
+			}
+			sealed, err := Seal(k.Public(), nil, nil, []byte("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Open(k.KID, sealed, nil, nil, k.NotBefore); err != nil {
+				t.Fatalf("%v does not open: %v", k, err)
+			}
 		}
 	})
 }

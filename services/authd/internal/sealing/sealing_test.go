@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"strongroom.dev/api/keyset"
 )
 
 var (
@@ -356,22 +358,32 @@ func TestRingRules(t *testing.T) {
 	}
 }
 
+// TestKIDStable: the kid is 22 base64url characters, the operator
+// (keyset) derives the same one, and a key survives the round trip
+// through keys.json.
 func TestKIDStable(t *testing.T) {
 	for _, s := range suites {
 		k := mustGenerate(t, s.kemID, testLater)
 		if len(k.KID) != 22 || strings.ContainsAny(k.KID, "=+/") {
 			t.Fatalf("kid %q: want 22 base64url characters", k.KID)
 		}
-		file, err := k.MarshalFile()
+		if got := keyset.SealingKID(k.KEMID, k.pub); got != k.KID {
+			t.Fatalf("%s: keyset.SealingKID = %s, sealing derives %s", s.name, got, k.KID)
+		}
+		k.NotBefore = testNow
+		fk, err := k.KeySetKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := ParseKeyFile(file)
+		if kid, err := keyset.KID(fk.Algorithm, fk.PrivateKey); err != nil || kid != k.KID {
+			t.Fatalf("%s: keyset.KID = %s, %v; want %s", s.name, kid, err, k.KID)
+		}
+		again, err := KeysFromKeySet(&keyset.File{Purpose: keyset.PurposePayloadSealing, Keys: []keyset.Key{fk}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if again.KID != k.KID || again.Public() != k.Public() {
-			t.Fatalf("%s: reloaded key publishes %+v, want %+v", s.name, again.Public(), k.Public())
+		if again[0].KID != k.KID || again[0].Public() != k.Public() || !again[0].NotBefore.Equal(k.NotBefore) {
+			t.Fatalf("%s: reloaded key publishes %+v, want %+v", s.name, again[0].Public(), k.Public())
 		}
 	}
 }

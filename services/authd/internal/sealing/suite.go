@@ -19,6 +19,13 @@
 //   - for old clients, by configuration: DHKEM(X25519, HKDF-SHA256)
 //     (0x0020) with the same KDF and AEAD.
 //
+// The server's keys are the operator's payload-sealing KeySet, a Secret
+// mounted as a directory holding keys.json (package keyset; Mount), picked
+// up without a restart and activated by time: a key is listed in
+// sealing-keys.json from its not_before to its not_after, so every replica
+// publishes the same document at any instant, whenever it last reloaded
+// the file. Dev mode and tests build rings with Generate and NewRing.
+//
 // Any other identifier is refused with ErrUnsupportedSuite, so a peer
 // cannot negotiate a weaker suite. Errors never echo the caller's input or
 // any key material; they wrap ErrSealInvalid, ErrUnknownKID,
@@ -30,6 +37,8 @@ import (
 	"crypto/hpke"
 	"errors"
 	"fmt"
+
+	"strongroom.dev/api/keyset"
 )
 
 // HPKE identifiers (RFC 9180 §7.1, §7.2, §7.3 and the IANA HPKE registry).
@@ -90,8 +99,8 @@ var (
 	// ErrUnsupportedSuite: a KEM, KDF or AEAD id other than the two
 	// suites above. Wrapped by *SuiteError.
 	ErrUnsupportedSuite = errors.New("unsupported HPKE suite")
-	// ErrKeyFile: a server key file cannot be used.
-	ErrKeyFile = errors.New("invalid sealing key file")
+	// ErrKeyFile: the payload-sealing KeySet (keys.json) cannot be used.
+	ErrKeyFile = errors.New("invalid sealing key set")
 	// ErrNoKeys: a ring would hold no key at all.
 	ErrNoKeys = errors.New("no sealing keys")
 )
@@ -133,6 +142,8 @@ type suite struct {
 	encSize int
 	// pubSize is Npk, privSize Nsk (the X-Wing seed, or the X25519 scalar).
 	pubSize, privSize int
+	// algorithm is the KEM's name in a KeySet (keyset.XWing, keyset.X25519).
+	algorithm string
 }
 
 // aeadTagSize is Nt of AES-256-GCM (RFC 9180 §7.3): the shortest
@@ -147,11 +158,13 @@ var (
 		// ML-KEM-768 encapsulation key (1184) || X25519 public key (32).
 		pubSize: 1184 + 32,
 		// X-Wing private keys are a 32-byte seed that expands to both halves.
-		privSize: 32,
+		privSize:  32,
+		algorithm: keyset.XWing,
 	}
 	suiteX25519 = &suite{
 		kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.AES256GCM(),
 		encSize: 32, pubSize: 32, privSize: 32,
+		algorithm: keyset.X25519,
 	}
 )
 

@@ -1,10 +1,15 @@
 package sealing
 
 import (
+	"bytes"
 	"crypto/hpke"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
+	"strings"
 )
 
 // b64 is the contract's encoding for every binary value: unpadded base64url
@@ -92,4 +97,62 @@ func open(priv hpke.PrivateKey, s *suite, sealed string, maxLen int, info, aad [
 		return nil, fmt.Errorf("authentication failed (tampered, or other key, info or aad): %w", ErrSealInvalid)
 	}
 	return pt, nil
+}
+
+// strictObject decodes data as exactly one JSON object whose member names
+// are all in allowed, each at most once, with nothing after it.
+// encoding/json alone would match names case-insensitively, keep the last
+// of duplicate members and ignore unknown ones; a key's suite must not be
+// ambiguous. Errors name no input (member names included).
+func strictObject(data []byte, allowed ...string) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, errors.New("malformed JSON")
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	m := make(map[string]json.RawMessage, len(allowed))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errors.New("malformed JSON")
+		}
+		name, _ := tok.(string)
+		if !slices.Contains(allowed, name) {
+			return nil, fmt.Errorf("unknown member (want only %s)", strings.Join(allowed, ", "))
+		}
+		if _, dup := m[name]; dup {
+			return nil, fmt.Errorf("duplicate member %s", name)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errors.New("malformed JSON")
+		}
+		m[name] = v
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, errors.New("malformed JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	return m, nil
+}
+
+// unmarshalUint16 accepts only a JSON integer in [0, 65535].
+func unmarshalUint16(raw json.RawMessage, v *uint16) error {
+	if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' || json.Unmarshal(raw, v) != nil {
+		return errors.New("want an integer from 0 to 65535")
+	}
+	return nil
+}
+
+// unmarshalString accepts only a JSON string (not null).
+func unmarshalString(raw json.RawMessage, v *string) error {
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, v) != nil {
+		return errors.New("want a string")
+	}
+	return nil
 }

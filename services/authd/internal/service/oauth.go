@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"strongroom.dev/services/authd/internal/domain/device"
 	"strongroom.dev/services/authd/internal/domain/session"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/hmackey"
 	"strongroom.dev/services/authd/internal/keys"
 	"strongroom.dev/services/authd/internal/mounted"
 	"strongroom.dev/services/authd/internal/oauth"
@@ -50,7 +52,7 @@ var servedGrants = []string{oauth.GrantClientCredentials, oauth.GrantPasscode, o
 // setupOAuth wires the OAuth2 server: signing keys, clients, fosite over
 // the event-sourced storage, DPoP nonces and replay memory, the back office.
 func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
-	src, err := signingKeys(cfg)
+	src, err := signingKeys(cfg, a.log)
 	if err != nil {
 		return err
 	}
@@ -124,32 +126,19 @@ func refreshLifetime(cfg config.Config) time.Duration {
 // setupDevices wires the device use cases: activation codes (HMAC key
 // shared through the database), sealing keys, Argon2id with peppers.
 func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service, error) {
-	codeKey := make([]byte, 32)
-	var err error
-	if a.pool != nil {
-		if codeKey, err = pgstore.ServerSecret(ctx, a.pool, "activation_hmac"); err != nil {
-			return nil, err
-		}
-	} else if _, err := rand.Read(codeKey); err != nil {
-		return nil, err
-	}
-	codes, err := activation.NewCodes("s1", codeKey)
+	codeKeys, refreshKeys, err := a.hmacKeys(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	refreshKey := make([]byte, 32)
-	if a.pool != nil {
-		if refreshKey, err = pgstore.ServerSecret(ctx, a.pool, "refresh_hmac"); err != nil {
-			return nil, err
-		}
-	} else if _, err := rand.Read(refreshKey); err != nil {
-		return nil, err
-	}
-	refreshTokens, err := session.NewTokens(refreshKey)
+	codes, err := activation.NewCodes(codeKeys)
 	if err != nil {
 		return nil, err
 	}
-	ring, err := sealingKeys(cfg)
+	refreshTokens, err := session.NewTokens(refreshKeys)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := sealingKeys(cfg, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -177,14 +166,56 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 	return &app.Service{
 		Events: a.Store, Secrets: secrets, Registry: events.Default, Models: a.ReadModels, Codes: codes,
 		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
-		MaxDevices: maxDevices, ActivationTTL: 24 * time.Hour, Now: time.Now,
+		MaxDevices: maxDevices, ActivationTTL: ActivationTTL, Now: time.Now,
 		RefreshTokens: refreshTokens, RefreshLifetime: refreshLifetime(cfg),
 	}, nil
 }
 
-func sealingKeys(cfg config.Config) (*sealing.Ring, error) {
+// ActivationTTL is how long an activation or reset code lives
+// (CONTRACT.md: 24 h); the HMAC keys that find codes are kept at least
+// this long after they stop making new ones.
+const ActivationTTL = 24 * time.Hour
+
+// sealedLifetime is the longest a sealed value is in use: it is bound to
+// one DPoP proof, whose iat is accepted 60 s either way.
+const sealedLifetime = 2 * time.Minute
+
+// hmacKeys returns the HMAC key rings of activation codes and refresh
+// tokens: one mounted hmac-secret KeySet for both (their HMAC inputs are
+// labelled apart), or in dev mode two secrets kept in the database (so
+// replicas on one database agree), or generated without a database.
+func (a *App) hmacKeys(ctx context.Context, cfg config.Config) (codes, refresh *hmackey.Ring, err error) {
+	if cfg.HMACKeysDir != "" {
+		r, err := hmackey.Mount(cfg.HMACKeysDir, max(ActivationTTL, refreshLifetime(cfg)), mounted.Options{Log: a.log})
+		return r, r, err
+	}
+	if !cfg.Dev {
+		return nil, nil, fmt.Errorf("hmac keys: --hmac-keys-dir is required outside dev mode")
+	}
+	ring := func(name string) (*hmackey.Ring, error) {
+		key := make([]byte, 32)
+		if a.pool != nil {
+			var err error
+			if key, err = pgstore.ServerSecret(ctx, a.pool, name); err != nil {
+				return nil, err
+			}
+		} else if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		return hmackey.Static(name, key)
+	}
+	if codes, err = ring("activation_hmac"); err != nil {
+		return nil, nil, err
+	}
+	if refresh, err = ring("refresh_hmac"); err != nil {
+		return nil, nil, err
+	}
+	return codes, refresh, nil
+}
+
+func sealingKeys(cfg config.Config, log *slog.Logger) (*sealing.Ring, error) {
 	if cfg.SealingKeysDir != "" {
-		return sealing.LoadDir(cfg.SealingKeysDir)
+		return sealing.Mount(cfg.SealingKeysDir, sealedLifetime, mounted.Options{Log: log})
 	}
 	if !cfg.Dev {
 		return nil, fmt.Errorf("sealing keys: --sealing-keys-dir is required outside dev mode")
@@ -239,9 +270,9 @@ func loadPeppers(cfg config.Config) ([]passcode.Pepper, error) {
 	return append(current, others...), nil
 }
 
-func signingKeys(cfg config.Config) (keys.Source, error) {
+func signingKeys(cfg config.Config, log *slog.Logger) (keys.Source, error) {
 	if cfg.SigningKeysDir != "" {
-		return keys.LoadDir(cfg.SigningKeysDir, cfg.ActiveSigningKey)
+		return keys.Mount(cfg.SigningKeysDir, cfg.AccessTokenLifetime, mounted.Options{Log: log})
 	}
 	if !cfg.Dev {
 		return nil, fmt.Errorf("signing keys: --signing-keys-dir is required outside dev mode")

@@ -4,9 +4,7 @@
 package activation
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
@@ -16,6 +14,7 @@ import (
 
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/hmackey"
 )
 
 // Purposes of a code.
@@ -31,51 +30,70 @@ const CodeBytes = 20
 // case letters and digits 2–7, easy to read aloud or put in a QR code.
 var codeEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// Codes makes codes and finds their streams. The HMAC key must be the same
-// on every replica; KeyID names it so it can rotate.
-type Codes struct {
-	key   []byte
-	KeyID string
-}
+// Codes makes codes and finds their streams. The HMAC keys are the same on
+// every replica and rotate (the hmac-secret KeySet): a code's stream id is
+// its HMAC under the key active when it was issued, and a code is looked up
+// under every key not yet retired, so a rotation never breaks a code that
+// has not expired.
+type Codes struct{ keys *hmackey.Ring }
 
-// NewCodes returns a code source with an HMAC key of at least 32 bytes.
-func NewCodes(keyID string, key []byte) (*Codes, error) {
-	if len(key) < 32 {
-		return nil, errors.New("activation HMAC key must be at least 32 bytes")
+// NewCodes returns a code source over a key ring.
+func NewCodes(keys *hmackey.Ring) (*Codes, error) {
+	if keys == nil {
+		return nil, errors.New("activation codes need an HMAC key ring")
 	}
-	return &Codes{key: key, KeyID: keyID}, nil
+	return &Codes{keys: keys}, nil
 }
 
-// New returns a fresh code and the id of its stream.
-func (c *Codes) New() (code, streamID string, err error) {
+// New returns a fresh code, the id of its stream and the id of the key
+// that made it.
+func (c *Codes) New() (code, streamID, keyID string, err error) {
+	k, err := c.keys.Active()
+	if err != nil {
+		return "", "", "", fmt.Errorf("generate activation code: %w", err)
+	}
 	b := make([]byte, CodeBytes)
 	if _, err := rand.Read(b); err != nil {
-		return "", "", fmt.Errorf("generate activation code: %w", err)
+		return "", "", "", fmt.Errorf("generate activation code: %w", err)
 	}
-	code = codeEncoding.EncodeToString(b)
-	id, _ := c.StreamID(code)
-	return code, id, nil
+	return codeEncoding.EncodeToString(b), streamOf(k, b), k.KID, nil
 }
 
-// StreamID returns the stream of a code as typed by a person or scanned:
-// case, spaces and dashes do not matter. ok is false for anything that
-// cannot be a code, which then answers like an unknown one.
-func (c *Codes) StreamID(code string) (id string, ok bool) {
+// StreamIDs returns the streams a code may have, as typed by a person or
+// scanned (case, spaces and dashes do not matter): one per key not yet
+// retired, the active key's first. ok is false for anything that cannot be
+// a code, which then answers like an unknown one.
+func (c *Codes) StreamIDs(code string) (ids []string, ok bool) {
+	raw, ok := decode(code)
+	if !ok {
+		return nil, false
+	}
+	for _, k := range c.keys.Verifying() {
+		ids = append(ids, streamOf(k, raw))
+	}
+	return ids, true
+}
+
+func decode(code string) ([]byte, bool) {
 	if len(code) > 64 {
-		return "", false
+		return nil, false
 	}
 	norm := strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(code))
 	if len(norm) != codeEncoding.EncodedLen(CodeBytes) {
-		return "", false // one spelling per code: no extra or missing characters
+		return nil, false // one spelling per code: no extra or missing characters
 	}
 	raw, err := codeEncoding.DecodeString(norm)
 	if err != nil || len(raw) != CodeBytes {
-		return "", false
+		return nil, false
 	}
-	m := hmac.New(sha256.New, c.key)
+	return raw, true
+}
+
+func streamOf(k *hmackey.Key, raw []byte) string {
+	m := k.New()
 	m.Write([]byte("strongroom/activation/v1\x00"))
 	m.Write(raw)
-	return "activation-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)), true
+	return "activation-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // State is an activation code folded from its stream.

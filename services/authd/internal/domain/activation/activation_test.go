@@ -4,36 +4,48 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"strongroom.dev/services/authd/internal/hmackey"
 )
 
-func TestCodes(t *testing.T) {
-	c, err := NewCodes("s1", []byte(strings.Repeat("k", 32)))
+func codesWith(t *testing.T, kid, secret string) *Codes {
+	t.Helper()
+	ring, err := hmackey.Static(kid, []byte(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, id, err := c.New()
-	if err != nil || len(code) != 32 {
-		t.Fatalf("code %q, %v", code, err)
+	c, err := NewCodes(ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCodes(t *testing.T) {
+	c := codesWith(t, "s1", strings.Repeat("k", 32))
+	code, id, kid, err := c.New()
+	if err != nil || len(code) != 32 || kid != "s1" {
+		t.Fatalf("code %q, key %q, %v", code, kid, err)
 	}
 	if strings.Contains(id, code) {
 		t.Fatal("the stream id contains the code")
 	}
 	for _, typed := range []string{code, strings.ToLower(code), code[:4] + "-" + code[4:8] + " " + code[8:]} {
-		if got, ok := c.StreamID(typed); !ok || got != id {
-			t.Errorf("StreamID(%q) = %q, %v", typed, got, ok)
+		if got, ok := c.StreamIDs(typed); !ok || len(got) != 1 || got[0] != id {
+			t.Errorf("StreamIDs(%q) = %q, %v", typed, got, ok)
 		}
 	}
-	other, _ := NewCodes("s2", []byte(strings.Repeat("j", 32)))
-	if got, _ := other.StreamID(code); got == id {
+	other := codesWith(t, "s2", strings.Repeat("j", 32))
+	if got, _ := other.StreamIDs(code); got[0] == id {
 		t.Fatal("another key finds the same stream")
 	}
 	for _, bad := range []string{"", "1", code[:31], code + "A", strings.Repeat("A", 65), "!!!!", code[:31] + "1"} {
-		if _, ok := c.StreamID(bad); ok {
-			t.Errorf("StreamID(%q) accepted", bad)
+		if ids, ok := c.StreamIDs(bad); ok || ids != nil {
+			t.Errorf("StreamIDs(%q) accepted", bad)
 		}
 	}
-	if _, err := NewCodes("s", []byte("short")); err == nil {
-		t.Fatal("short key accepted")
+	if _, err := NewCodes(nil); err == nil {
+		t.Fatal("codes without keys")
 	}
 }
 

@@ -6,7 +6,6 @@ package session
 import (
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/hmackey"
 )
 
 // State is a session folded from its stream.
@@ -100,8 +100,8 @@ func (s *State) Decide(tokenID, jkt string) Decision {
 	}
 }
 
-// Tokens derives refresh tokens and their ids with a key every replica
-// shares. A token names its session and authenticates itself:
+// Tokens derives refresh tokens and their ids with HMAC keys every
+// replica shares. A token names its session and authenticates itself:
 //
 //	srt_<sid>.<secret>.<tag>
 //
@@ -116,14 +116,21 @@ func (s *State) Decide(tokenID, jkt string) Decision {
 // A successor's secret is an HMAC of the whole presented token, so it can
 // be given again without being stored; an id is another HMAC of the whole
 // token, so a chain is recorded without its tokens.
-type Tokens struct{ key []byte }
+//
+// Keys rotate (the hmac-secret KeySet): a new token and a first successor
+// are made with the key active now; a token is checked, and its id
+// computed, with the key whose tag it carries, found among the keys not
+// yet retired. A successor given again (Repeat) is derived with the key
+// that made it the first time, found by its id, so a rotation between two
+// parallel refreshes cannot hand out two different successors.
+type Tokens struct{ keys *hmackey.Ring }
 
-// NewTokens returns a refresh-token deriver with a key of ≥ 32 bytes.
-func NewTokens(key []byte) (*Tokens, error) {
-	if len(key) < 32 {
-		return nil, errors.New("refresh token key must be at least 32 bytes")
+// NewTokens returns a refresh-token deriver over a key ring.
+func NewTokens(keys *hmackey.Ring) (*Tokens, error) {
+	if keys == nil {
+		return nil, errors.New("refresh tokens need an HMAC key ring")
 	}
-	return &Tokens{key: key}, nil
+	return &Tokens{keys: keys}, nil
 }
 
 const (
@@ -157,17 +164,17 @@ func ValidID(sid string) bool {
 	return true
 }
 
-func (t *Tokens) mac(label, token string) []byte {
-	m := hmac.New(sha256.New, t.key)
+func mac(k *hmackey.Key, label, token string) []byte {
+	m := k.New()
 	m.Write([]byte(label))
 	m.Write([]byte{0})
 	m.Write([]byte(token))
 	return m.Sum(nil)
 }
 
-// seal appends the tag to "srt_<sid>.<secret>".
-func (t *Tokens) seal(body string) string {
-	return body + "." + b64.EncodeToString(t.mac(labelTag, body)[:16])
+// seal appends k's tag to "srt_<sid>.<secret>".
+func seal(k *hmackey.Key, body string) string {
+	return body + "." + b64.EncodeToString(mac(k, labelTag, body)[:16])
 }
 
 // New returns a fresh refresh token of session sid with a random 256-bit
@@ -176,75 +183,79 @@ func (t *Tokens) New(sid string) (string, error) {
 	if !ValidID(sid) {
 		return "", fmt.Errorf("session id %q cannot be carried by a refresh token", sid)
 	}
+	k, err := t.keys.Active()
+	if err != nil {
+		return "", fmt.Errorf("new refresh token: %w", err)
+	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return t.seal(prefix + sid + "." + b64.EncodeToString(b)), nil
+	return seal(k, prefix+sid+"."+b64.EncodeToString(b)), nil
 }
 
 // Session returns the session id a refresh token carries, with ok only for
-// a well-formed token whose tag verifies: one this key issued.
+// a well-formed token whose tag verifies under a key not yet retired: one
+// this server issued.
 func (t *Tokens) Session(token string) (sid string, ok bool) {
+	sid, k := t.check(token)
+	return sid, k != nil
+}
+
+// check parses token and finds the key whose tag it carries (nil if none).
+func (t *Tokens) check(token string) (sid string, key *hmackey.Key) {
 	if len(token) > maxToken {
-		return "", false
+		return "", nil
 	}
 	raw, ok := strings.CutPrefix(token, prefix)
 	if !ok {
-		return "", false
+		return "", nil
 	}
 	sid, rest, ok := strings.Cut(raw, ".")
 	if !ok || !ValidID(sid) {
-		return "", false
+		return "", nil
 	}
 	secret, tag, ok := strings.Cut(rest, ".")
 	if !ok || len(secret) != secretLen || len(tag) != tagLen {
-		return "", false
+		return "", nil
 	}
 	// Strict decoding refuses padding, other alphabets and non-zero
 	// trailing bits; the decoded lengths refuse the line breaks it skips:
 	// a token has one spelling.
 	if b, err := b64.DecodeString(secret); err != nil || len(b) != 32 {
-		return "", false
+		return "", nil
 	}
 	got, err := b64.DecodeString(tag)
 	if err != nil || len(got) != 16 {
-		return "", false
+		return "", nil
 	}
-	want := t.mac(labelTag, token[:len(token)-len(tag)-1])
-	if !hmac.Equal(got, want[:16]) {
-		return "", false
+	body := token[:len(token)-len(tag)-1]
+	for _, k := range t.keys.Verifying() {
+		if want := mac(k, labelTag, body); hmac.Equal(got, want[:16]) {
+			return sid, k
+		}
 	}
-	return sid, true
-}
-
-// Successor derives the token that succeeds token: the same session, a
-// secret that is an HMAC of the whole token, a fresh tag. It is "" for a
-// token Session refuses.
-func (t *Tokens) Successor(token string) string {
-	sid, ok := t.Session(token)
-	if !ok {
-		return ""
-	}
-	return t.successor(sid, token)
-}
-
-func (t *Tokens) successor(sid, token string) string {
-	return t.seal(prefix + sid + "." + b64.EncodeToString(t.mac(labelSuccessor, token)))
+	return "", nil
 }
 
 // ID returns a token's identifier (a keyed HMAC of the whole token), or ""
 // for anything Session refuses: malformed, or a tag that does not verify.
 func (t *Tokens) ID(token string) string {
-	if _, ok := t.Session(token); !ok {
+	_, k := t.check(token)
+	if k == nil {
 		return ""
 	}
-	return t.id(token)
+	return id(k, token)
 }
 
-func (t *Tokens) id(token string) string { return b64.EncodeToString(t.mac(labelID, token)) }
+func id(k *hmackey.Key, token string) string { return b64.EncodeToString(mac(k, labelID, token)) }
+
+func successorOf(k *hmackey.Key, sid, token string) string {
+	return seal(k, prefix+sid+"."+b64.EncodeToString(mac(k, labelSuccessor, token)))
+}
 
 // Presented is a refresh token whose tag Check verified.
 type Presented struct {
 	token string
+	key   *hmackey.Key
 	// SessionID is the session the token names; ID the token's id.
 	SessionID, ID string
 }
@@ -261,19 +272,41 @@ func (p Presented) GoString() string { return p.String() }
 // Check is Session and ID at once: a refresh verifies the presented
 // token's tag once, not once per derived value (each is an HMAC).
 func (t *Tokens) Check(token string) (Presented, bool) {
-	sid, ok := t.Session(token)
-	if !ok {
+	sid, k := t.check(token)
+	if k == nil {
 		return Presented{}, false
 	}
-	return Presented{token: token, SessionID: sid, ID: t.id(token)}, true
+	return Presented{token: token, key: k, SessionID: sid, ID: id(k, token)}, true
 }
 
-// Next returns Successor(p's token) and ID of that successor, without
-// verifying again the tags Check and seal have just computed.
-func (t *Tokens) Next(p Presented) (successor, successorID string) {
+// Next returns the successor of p's token, made with the key active now,
+// and the successor's id: the first rotation of p.
+func (t *Tokens) Next(p Presented) (successor, successorID string, err error) {
 	if p.token == "" {
-		return "", ""
+		return "", "", errors.New("refresh token not checked")
 	}
-	successor = t.successor(p.SessionID, p.token)
-	return successor, t.id(successor)
+	k, err := t.keys.Active()
+	if err != nil {
+		return "", "", fmt.Errorf("refresh token successor: %w", err)
+	}
+	successor = successorOf(k, p.SessionID, p.token)
+	return successor, id(k, successor), nil
+}
+
+// Again returns the successor of p's token that was handed out before and
+// whose id is successorID, derived again with the key that made it; ok is
+// false when no key still held derives it (not a successor of p, or made
+// with a key retired since — which the hmac-secret KeySet's retireAfter,
+// longer than any refresh token lives, rules out).
+func (t *Tokens) Again(p Presented, successorID string) (string, bool) {
+	if p.token == "" {
+		return "", false
+	}
+	for _, k := range t.keys.Verifying() {
+		s := successorOf(k, p.SessionID, p.token)
+		if got := id(k, s); hmac.Equal([]byte(got), []byte(successorID)) {
+			return s, true
+		}
+	}
+	return "", false
 }

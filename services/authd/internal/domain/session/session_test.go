@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"strongroom.dev/services/authd/internal/hmackey"
 )
 
 func TestDecide(t *testing.T) {
@@ -47,13 +49,41 @@ func TestActive(t *testing.T) {
 
 const testSID = "0b5f2a8e-3c1d-4e7b-9a6f-1d2c3b4a5e6f"
 
-func testTokens(t testing.TB) *Tokens {
+func testTokens(t testing.TB) *Tokens { return tokensWith(t, strings.Repeat("k", 32)) }
+
+func tokensWith(t testing.TB, secret string) *Tokens {
 	t.Helper()
-	k, err := NewTokens([]byte(strings.Repeat("k", 32)))
+	ring, err := hmackey.Static("test", []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewTokens(ring)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// successor is the first rotation of tok ("" for a token Check refuses).
+func (t *Tokens) successor(tok string) string {
+	p, ok := t.Check(tok)
+	if !ok {
+		return ""
+	}
+	s, _, err := t.Next(p)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// seal tags body with the active key, as the server would.
+func (t *Tokens) seal(body string) string {
+	k, err := t.keys.Active()
+	if err != nil {
+		panic(err)
+	}
+	return seal(k, body)
 }
 
 func TestTokens(t *testing.T) {
@@ -70,14 +100,14 @@ func TestTokens(t *testing.T) {
 	if sid, ok := k.Session(t0); !ok || sid != testSID {
 		t.Fatalf("Session(%q) = %q, %v", t0, sid, ok)
 	}
-	s1, s1again := k.Successor(t0), k.Successor(t0)
+	s1, s1again := k.successor(t0), k.successor(t0)
 	if s1 != s1again || s1 == t0 || k.ID(s1) == "" || !strings.HasPrefix(s1, "srt_"+testSID+".") {
 		t.Fatal("the successor is not derived, stable and well formed")
 	}
 	if sid, ok := k.Session(s1); !ok || sid != testSID {
 		t.Fatal("the successor does not carry the session")
 	}
-	if s2 := k.Successor(s1); s2 == s1 || s2 == t0 || k.ID(s2) == "" {
+	if s2 := k.successor(s1); s2 == s1 || s2 == t0 || k.ID(s2) == "" {
 		t.Fatal("the chain does not continue")
 	}
 	// Check and Next are Session, ID and Successor at once.
@@ -85,11 +115,20 @@ func TestTokens(t *testing.T) {
 	if !ok || p0.SessionID != testSID || p0.ID != k.ID(t0) {
 		t.Fatalf("Check(%q) = %+v, %v", t0, p0, ok)
 	}
-	if next, nextID := k.Next(p0); next != s1 || nextID != k.ID(s1) {
+	if next, nextID, err := k.Next(p0); err != nil || next != s1 || nextID != k.ID(s1) {
 		t.Fatal("Next is not the successor and its id")
 	}
-	if next, nextID := k.Next(Presented{}); next != "" || nextID != "" {
+	if again, ok := k.Again(p0, k.ID(s1)); !ok || again != s1 {
+		t.Fatal("Again does not give the successor again")
+	}
+	if _, ok := k.Again(p0, k.ID(t0)); ok {
+		t.Fatal("Again derives a successor for an id that is not one")
+	}
+	if next, nextID, err := k.Next(Presented{}); err == nil || next != "" || nextID != "" {
 		t.Fatal("Next of an unchecked token")
+	}
+	if again, ok := k.Again(Presented{}, k.ID(s1)); ok || again != "" {
+		t.Fatal("Again of an unchecked token")
 	}
 	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
 		if out := fmt.Sprintf(f, p0); strings.Contains(out, strings.Split(t0, ".")[1]) || strings.Contains(out, t0) {
@@ -102,8 +141,8 @@ func TestTokens(t *testing.T) {
 		t.Fatal("ids are not distinct, stable and opaque")
 	}
 	// Another key issued none of these: it refuses them outright.
-	other, _ := NewTokens([]byte(strings.Repeat("j", 32)))
-	if _, ok := other.Session(t0); ok || other.ID(t0) != "" || other.Successor(t0) != "" {
+	other := tokensWith(t, strings.Repeat("j", 32))
+	if _, ok := other.Session(t0); ok || other.ID(t0) != "" || other.successor(t0) != "" {
 		t.Fatal("another key accepts the token")
 	}
 	o0, _ := other.New(testSID)
@@ -118,8 +157,11 @@ func TestTokens(t *testing.T) {
 	if tok, err := k.New(strings.Repeat("a", MaxIDLen)); err != nil || k.ID(tok) == "" {
 		t.Errorf("a session id of %d characters: %q, %v", MaxIDLen, tok, err)
 	}
-	if _, err := NewTokens([]byte("short")); err == nil {
+	if _, err := hmackey.Static("short", []byte("short")); err == nil {
 		t.Fatal("short key accepted")
+	}
+	if _, err := NewTokens(nil); err == nil {
+		t.Fatal("tokens without keys")
 	}
 }
 
@@ -200,7 +242,7 @@ func TestTokensRefuseHostileInput(t *testing.T) {
 		if id := k.ID(c.token); id != "" {
 			t.Errorf("%s: ID = %q", c.name, id)
 		}
-		if s := k.Successor(c.token); s != "" {
+		if s := k.successor(c.token); s != "" {
 			t.Errorf("%s: Successor = %q", c.name, s)
 		}
 		if p, ok := k.Check(c.token); ok || p != (Presented{}) {
@@ -230,7 +272,7 @@ func FuzzTokens(f *testing.F) {
 			secret, _ := base64.RawURLEncoding.DecodeString(parts[1])
 			tag, _ := base64.RawURLEncoding.DecodeString(parts[2])
 			f.Add(tok, sid, secret, tag)
-			tok = k.Successor(tok)
+			tok = k.successor(tok)
 		}
 	}
 	f.Add("", "", []byte{}, []byte{})
@@ -240,7 +282,7 @@ func FuzzTokens(f *testing.F) {
 		built := "srt_" + sid + "." + base64.RawURLEncoding.EncodeToString(secret) + "." + base64.RawURLEncoding.EncodeToString(tag)
 		for _, tok := range []string{token, built} {
 			got, ok := k.Session(tok)
-			id, next := k.ID(tok), k.Successor(tok)
+			id, next := k.ID(tok), k.successor(tok)
 			p, checked := k.Check(tok)
 			want, real := issued[tok]
 			if !real {
@@ -252,7 +294,7 @@ func FuzzTokens(f *testing.F) {
 			if !ok || got != want || id == "" || next == "" {
 				t.Fatalf("issued token %q refused", tok)
 			}
-			if succ, succID := k.Next(p); !checked || p.SessionID != want || p.ID != id || succ != next || succID != k.ID(next) {
+			if succ, succID, _ := k.Next(p); !checked || p.SessionID != want || p.ID != id || succ != next || succID != k.ID(next) {
 				t.Fatalf("Check and Next of %q disagree with Session, ID and Successor", tok)
 			}
 		}
