@@ -95,5 +95,5 @@ func (m *Mounted) MaxAge() time.Duration {
 	if pa <= 0 {
 		return 0
 	}
-	return min(DefaultMaxAge, (pa/2).Truncate(time.Second))
+	return min(DefaultMaxAge, (pa / 2).Truncate(time.Second))
 }
