@@ -79,6 +79,9 @@ type Config struct {
 	CurrentPepper string
 	// PasscodeBackoff is the wait after the 3rd consecutive failure.
 	PasscodeBackoff time.Duration
+	// ActivationCodeLifetime is how long an activation or reset code is
+	// good for.
+	ActivationCodeLifetime time.Duration
 	// MaxDevices is the most devices a user may have.
 	MaxDevices int
 	// CodeAttemptsPerIP and CodeAttemptsTotal limit activation-code

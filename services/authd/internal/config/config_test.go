@@ -57,7 +57,7 @@ func TestLoad(t *testing.T) {
 					Listen: "127.0.0.1:8443", AdminListen: "127.0.0.1:8444", Dev: true,
 					Issuer: "https://127.0.0.1:8443", AdminURL: "https://127.0.0.1:8444", LogLevel: slog.LevelInfo,
 					ShutdownTimeout: 20 * time.Second, AccessTokenLifetime: 5 * time.Minute, RefreshTokenLifetime: 30 * time.Minute,
-					PasscodeBackoff: 30 * time.Second, MaxDevices: 5, CodeAttemptsPerIP: 20, CodeAttemptsTotal: 1200,
+					PasscodeBackoff: 30 * time.Second, ActivationCodeLifetime: 24 * time.Hour, MaxDevices: 5, CodeAttemptsPerIP: 20, CodeAttemptsTotal: 1200,
 					DevStateDir: "/home/dev/.config/strongroom",
 				}
 				if c != want {
@@ -231,6 +231,7 @@ func TestLoadRefuses(t *testing.T) {
 		{name: "plain http admin URL", env: with(prod, "STRONGROOM_ADMIN_URL", "http://internal:8444"), want: []string{"STRONGROOM_ADMIN_URL", "https"}},
 		{name: "access token lifetime too long", args: []string{"--access-token-lifetime", "2h"}, env: prod, want: []string{"30s to 1h"}},
 		{name: "access token lifetime too short", args: []string{"--access-token-lifetime", "1s"}, env: prod, want: []string{"30s to 1h"}},
+		{name: "activation code lifetime too long", args: []string{"--activation-code-lifetime", "48h"}, env: prod, want: []string{"1m to 24h"}},
 		{name: "dev with TLS files", args: []string{"--dev", "--tls-cert-file", "a.crt", "--tls-key-file", "a.key"}, want: []string{"cannot be used with --dev"}},
 		{name: "plain http issuer", env: with(prod, "STRONGROOM_ISSUER", "http://auth.bank.example"), want: []string{"STRONGROOM_ISSUER", "https"}},
 		{name: "issuer with query", args: []string{"--issuer", "https://a.example?x=1"}, env: prod, want: []string{"query or fragment"}},

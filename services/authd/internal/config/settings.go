@@ -193,6 +193,19 @@ var settings = []setting{
 		},
 	},
 	{
+		Name: "ActivationCodeLifetime", Flag: "activation-code-lifetime", Env: "STRONGROOM_ACTIVATION_CODE_LIFETIME", Default: "24h",
+		DefaultDoc: "`24h`",
+		Meaning:    "how long an activation or reset code is good for (a Go duration, 1m to 24h); the hmac-secret KeySet must keep its keys at least this long",
+		apply: func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d < time.Minute || d > 24*time.Hour {
+				return errors.New("want a duration from 1m to 24h")
+			}
+			c.ActivationCodeLifetime = d
+			return nil
+		},
+	},
+	{
 		Name: "MaxDevices", Flag: "max-devices", Env: "STRONGROOM_MAX_DEVICES", Default: "5",
 		DefaultDoc: "`5`",
 		Meaning:    "most devices one user may have enrolled",

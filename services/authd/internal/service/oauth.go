@@ -166,15 +166,20 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 	return &app.Service{
 		Events: a.Store, Secrets: secrets, Registry: events.Default, Models: a.ReadModels, Codes: codes,
 		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
-		MaxDevices: maxDevices, ActivationTTL: ActivationTTL, Now: time.Now,
+		MaxDevices: maxDevices, ActivationTTL: activationTTL(cfg), Now: time.Now,
 		RefreshTokens: refreshTokens, RefreshLifetime: refreshLifetime(cfg),
 	}, nil
 }
 
-// ActivationTTL is how long an activation or reset code lives
-// (CONTRACT.md: 24 h); the HMAC keys that find codes are kept at least
+// activationTTL is how long an activation or reset code lives (CONTRACT.md:
+// 24 h by default); the HMAC keys that find codes must be kept at least
 // this long after they stop making new ones.
-const ActivationTTL = 24 * time.Hour
+func activationTTL(cfg config.Config) time.Duration {
+	if cfg.ActivationCodeLifetime > 0 {
+		return cfg.ActivationCodeLifetime
+	}
+	return 24 * time.Hour
+}
 
 // sealedLifetime is the longest a sealed value is in use: it is bound to
 // one DPoP proof, whose iat is accepted 60 s either way.
@@ -186,7 +191,7 @@ const sealedLifetime = 2 * time.Minute
 // replicas on one database agree), or generated without a database.
 func (a *App) hmacKeys(ctx context.Context, cfg config.Config) (codes, refresh *hmackey.Ring, err error) {
 	if cfg.HMACKeysDir != "" {
-		r, err := hmackey.Mount(cfg.HMACKeysDir, max(ActivationTTL, refreshLifetime(cfg)), mounted.Options{Log: a.log})
+		r, err := hmackey.Mount(cfg.HMACKeysDir, max(activationTTL(cfg), refreshLifetime(cfg)), mounted.Options{Log: a.log})
 		return r, r, err
 	}
 	if !cfg.Dev {
