@@ -24,7 +24,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &PinnedCertificate{}, &PinnedCertificateList{})
+	s.AddKnownTypes(GroupVersion, &PinnedCertificate{}, &PinnedCertificateList{}, &KeySet{}, &KeySetList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -7,7 +7,8 @@ import (
 // Annotations and labels the operator reads and writes.
 const (
 	// AnnotationRotateNow asks for an emergency rotation. On a
-	// PinnedCertificate its value is RotateNowBackup.
+	// PinnedCertificate its value is RotateNowBackup, on a KeySet
+	// RotateNowRevoke.
 	AnnotationRotateNow = "strongroom.dev/rotate-now"
 	// RotateNowBackup: the serving key is taken as compromised and a
 	// backup key whose pin has been published for publishAhead serves.
@@ -19,6 +20,13 @@ const (
 	// LabelRole is a key Secret's role: current, next, backup, retired or
 	// compromised.
 	LabelRole = "strongroom.dev/role"
+
+	// LabelManagedBy is on every Secret and ConfigMap the operator
+	// writes, with the value ManagedBy: the operator's cache holds only
+	// those, and its watches of them trigger reconciles.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedBy is the value of LabelManagedBy.
+	ManagedBy = "strongroom-operator"
 )
 
 // Condition types and reasons of a PinnedCertificate.
@@ -211,12 +219,12 @@ type PinnedCertificateStatus struct {
 // in a signed pin set long before a key serves, and rotates.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 230",message="the name must be at most 230 characters: key Secrets are named <name>-key-<n>"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="the name must be at most 63 characters: it is the value of the strongroom.dev/pinned-certificate label on the Secrets and ConfigMap it owns"
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=pincert,categories=strongroom
 // +kubebuilder:printcolumn:name="Current",type=string,JSONPath=`.status.currentPin`
 // +kubebuilder:printcolumn:name="Next",type=string,JSONPath=`.status.nextPin`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.notAfter`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.notAfter`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type PinnedCertificate struct {

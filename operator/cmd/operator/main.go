@@ -1,6 +1,7 @@
 // Command operator runs Strongroom's Kubernetes operator: it rotates the
-// keys and certificates of PinnedCertificates and publishes their pin sets
-// (CONTRACT.md, Pinning and Kubernetes resources).
+// keys and certificates of PinnedCertificates and publishes their pin
+// sets, and rotates the keys of KeySets by time (CONTRACT.md, Pinning and
+// Kubernetes resources).
 //
 // Several replicas may run; one leads (a Lease) and reconciles, the others
 // wait. Flags:
@@ -29,10 +30,12 @@ import (
 	"strongroom.dev/operator/internal/controller"
 )
 
-// Leader election: a Lease in the operator's own namespace (the chart binds
-// this Role there; the ClusterRole of the controllers is generated from the
+// Leader election: a Lease in the operator's own namespace, and the core
+// Events client-go's leader election records there (the chart binds this
+// Role there; the ClusterRole of the controllers is generated from the
 // markers in internal/controller).
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=strongroom-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=strongroom-system,resources=events,verbs=create;patch
 
 func main() {
 	if err := run(); err != nil {
@@ -94,7 +97,8 @@ func run() error {
 
 // cacheOptions limits what the manager caches: only the watched namespace
 // (when set), and of Secrets and ConfigMaps only those the operator wrote
-// (labelled), so that a cluster's other Secrets are never held in memory.
+// (labelled app.kubernetes.io/managed-by: strongroom-operator), so that a
+// cluster's other Secrets are never held in memory.
 func cacheOptions(namespace string) cache.Options {
 	o := controller.CacheOptions()
 	if namespace != "" {

@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -29,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
+	"strongroom.dev/api/keyset"
 	"strongroom.dev/api/v1alpha1"
 )
 
@@ -52,9 +54,10 @@ func (s *syncBuffer) String() string {
 
 // TestManager runs the operator as it runs in a cluster: a manager with
 // leader election, watches and a label-filtered cache, on the real clock.
-// A new PinnedCertificate gets its keys, pin set and certificate; status
-// and `kubectl get` show the pins; Events report each step; and no private
-// key appears in the status, the events or the logs.
+// A new PinnedCertificate gets its keys, pin set and certificate, and new
+// KeySets their keys; status and `kubectl get` show the pins and keys;
+// Events report each step; and no private key appears in the status, the
+// events or the logs.
 func TestManager(t *testing.T) {
 	ns := newNamespace(t)
 	logs := &syncBuffer{}
@@ -91,6 +94,10 @@ func TestManager(t *testing.T) {
 
 	manifestKey(t, ns, "manifest-a")
 	createPC(t, ns, "authd", spec())
+	createKS(t, ns, "tokens", ksSpec())
+	sealing := ksSpec()
+	sealing.Purpose, sealing.SecretName = v1alpha1.PurposePayloadSealing, "authd-sealing-keys"
+	createKS(t, ns, "sealing", sealing)
 	var pc v1alpha1.PinnedCertificate
 	waitFor(t, "the PinnedCertificate to be Ready", func() bool {
 		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "authd"}, &pc); err != nil {
@@ -136,40 +143,105 @@ func TestManager(t *testing.T) {
 
 	// kubectl shows the pins, the expiry and Ready.
 	out := kubectl(t, "get", "pinnedcertificates", "-n", ns)
-	for _, want := range []string{"CURRENT", "NEXT", "EXPIRES", "READY", st.CurrentPin, st.NextPin, "True"} {
+	// (Expires is the timestamp: a date column would show "<invalid>" for
+	// a time in the future.)
+	for _, want := range []string{"CURRENT", "NEXT", "EXPIRES", "READY", st.CurrentPin, st.NextPin, st.NotAfter.UTC().Format(time.RFC3339), "True"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("kubectl get does not show %q:\n%s", want, out)
 		}
 	}
+
+	// The KeySets: a key active at once, in the status and in kubectl.
+	keySets := map[string]*v1alpha1.KeySet{}
+	for name, alg := range map[string]string{"tokens": keyset.ES256, "sealing": keyset.XWing} {
+		var ks v1alpha1.KeySet
+		waitFor(t, "KeySet "+name+" to be Ready", func() bool {
+			if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &ks); err != nil {
+				t.Fatal(err)
+			}
+			return meta.IsStatusConditionTrue(ks.Status.Conditions, v1alpha1.ConditionReady)
+		})
+		st := ks.Status
+		if st.ActiveKeyID == "" || len(st.Keys) != 1 || st.Keys[0].Algorithm != alg || st.Keys[0].State != v1alpha1.KeyActive ||
+			st.NextRotationTime == nil || !st.NextRotationTime.Time.Equal(st.Keys[0].NotBefore.Add(ksSpec().RotationPeriod.Duration)) {
+			t.Fatalf("KeySet %s status: %+v", name, st)
+		}
+		out := kubectl(t, "get", "keysets", name, "-n", ns)
+		for _, want := range []string{"PURPOSE", "ALGORITHM", "ACTIVE", "NEXT ROTATION", "READY", string(ks.Spec.Purpose), alg, st.ActiveKeyID,
+			st.NextRotationTime.UTC().Format(time.RFC3339), "True"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("kubectl get keysets does not show %q:\n%s", want, out)
+			}
+		}
+		keySets[name] = &ks
+	}
+	if out := kubectl(t, "get", "ks", "-n", ns); !strings.Contains(out, "tokens") || !strings.Contains(out, "sealing") {
+		t.Fatalf("kubectl get ks:\n%s", out)
+	}
+	waitFor(t, "the key events", func() bool {
+		if err := k8s.List(ctx, &events, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		reasons := map[string]bool{}
+		for _, e := range events.Items {
+			if e.Regarding.Kind == "KeySet" {
+				reasons[e.Reason] = true
+			}
+		}
+		return reasons["KeyCreated"] && reasons["KeyActivated"]
+	})
 
 	// No private key anywhere but in the Secrets.
 	var secrets corev1.SecretList
 	if err := k8s.List(ctx, &secrets, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
-	status, _ := json.Marshal(pc.Status)
+	status, _ := json.Marshal([]any{pc.Status, keySets["tokens"].Status, keySets["sealing"].Status})
 	eventsJSON, _ := json.Marshal(events)
+	texts := map[string]string{"status": string(status), "events": string(eventsJSON), "logs": logs.String()}
+	keysJSON := 0
 	for _, s := range secrets.Items {
+		var material []string
 		for _, k := range []string{keyData, corev1.TLSPrivateKeyKey} {
-			key := s.Data[k]
-			if len(key) == 0 {
-				continue
-			}
 			// The base64 body of the PEM, line by line.
-			for _, line := range strings.Split(string(key), "\n") {
-				if len(line) < 40 {
-					continue
+			for _, line := range strings.Split(string(s.Data[k]), "\n") {
+				if len(line) >= 40 {
+					material = append(material, line)
 				}
-				for where, text := range map[string]string{"status": string(status), "events": string(eventsJSON), "logs": logs.String()} {
-					if strings.Contains(text, line) {
-						t.Fatalf("key material of Secret %s is in the %s", s.Name, where)
-					}
+			}
+		}
+		if data, ok := s.Data[keyset.FileName]; ok {
+			f, err := keyset.Parse(data)
+			if err != nil {
+				t.Fatalf("Secret %s: %v", s.Name, err)
+			}
+			for _, k := range f.Keys {
+				material = append(material, base64.RawURLEncoding.EncodeToString(k.PrivateKey), base64.StdEncoding.EncodeToString(k.PrivateKey))
+			}
+			keysJSON++
+		}
+		for _, m := range material {
+			for where, text := range texts {
+				if strings.Contains(text, m) {
+					t.Fatalf("key material of Secret %s is in the %s", s.Name, where)
 				}
 			}
 		}
 	}
-	if !strings.Contains(logs.String(), "pinnedcertificate") {
-		t.Fatalf("the logs captured nothing of the controller:\n%s", logs.String())
+	if keysJSON != 2 {
+		t.Fatalf("%d Secrets with keys.json, want 2", keysJSON)
+	}
+	// The KeySet controller decides on what the API server holds, so its
+	// own writes never come back as conflicts.
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "Reconciler error") && strings.Contains(line, `"controller": "keyset"`) {
+			t.Fatalf("the keyset controller failed: %s", line)
+		}
+	}
+	for _, c := range []string{"pinnedcertificate", "keyset"} {
+		if !strings.Contains(logs.String(), c) {
+			t.Fatalf("the logs captured nothing of the %s controller:\n%s", c, logs.String())
+		}
 	}
 }
 

@@ -308,7 +308,8 @@ func (r *PinnedCertificateReconciler) apply(ctx context.Context, o *observed, no
 			ObjectMeta: metav1.ObjectMeta{
 				Namespace: pc.Namespace,
 				Name:      o.nextKeyName(),
-				Labels:    map[string]string{v1alpha1.LabelPinnedCertificate: pc.Name, v1alpha1.LabelRole: string(step.Role)},
+				Labels: map[string]string{v1alpha1.LabelPinnedCertificate: pc.Name, v1alpha1.LabelRole: string(step.Role),
+					v1alpha1.LabelManagedBy: v1alpha1.ManagedBy},
 			},
 			Type: corev1.SecretTypeOpaque,
 			Data: map[string][]byte{keyData: pemKey, pinData: []byte(pin)},
@@ -326,6 +327,7 @@ func (r *PinnedCertificateReconciler) apply(ctx context.Context, o *observed, no
 	case rotation.StepSetRole:
 		sec := o.keys[step.Key]
 		sec.Labels[v1alpha1.LabelRole] = string(step.Role)
+		sec.Labels[v1alpha1.LabelManagedBy] = v1alpha1.ManagedBy
 		if err := r.Client.Update(ctx, sec); err != nil {
 			return err
 		}
@@ -448,6 +450,7 @@ func (r *PinnedCertificateReconciler) publish(ctx context.Context, o *observed, 
 		cm.Annotations = map[string]string{}
 	}
 	cm.Labels[v1alpha1.LabelPinnedCertificate] = pc.Name
+	cm.Labels[v1alpha1.LabelManagedBy] = v1alpha1.ManagedBy
 	cm.Annotations[annotationPublishedAt] = string(at)
 	cm.Annotations[annotationManifestKey] = pc.Spec.PinSet.ManifestKeys[0].SecretName
 	cm.Data = map[string]string{pinSetData: jws, androidXML: string(android)}
@@ -539,6 +542,7 @@ func (r *PinnedCertificateReconciler) issue(ctx context.Context, o *observed, st
 		sec.Annotations = map[string]string{}
 	}
 	sec.Labels[v1alpha1.LabelPinnedCertificate] = pc.Name
+	sec.Labels[v1alpha1.LabelManagedBy] = v1alpha1.ManagedBy
 	sec.Annotations[annotationServingKey] = step.Key
 	sec.Data = map[string][]byte{corev1.TLSCertKey: chain, corev1.TLSPrivateKeyKey: keyPEM}
 	if caPEM != nil {

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"strongroom.dev/api/pinset"
 	"strongroom.dev/api/v1alpha1"
@@ -100,36 +99,7 @@ func TestInterruptedReconciles(t *testing.T) {
 func runScenario(t *testing.T, s v1alpha1.PinnedCertificateSpec, failAt int, lost bool) int {
 	t.Helper()
 	w := newWorld(t, s, start)
-	writes := 0
-	fail := func(do func() error) error {
-		writes++
-		if writes != failAt {
-			return do()
-		}
-		if lost {
-			if err := do(); err != nil {
-				return err
-			}
-		}
-		return apierrors.NewServiceUnavailable("injected: the operator died here")
-	}
-	c := interceptor.NewClient(k8s, interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			return fail(func() error { return c.Create(ctx, obj, opts...) })
-		},
-		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			return fail(func() error { return c.Update(ctx, obj, opts...) })
-		},
-		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
-			return fail(func() error { return c.Patch(ctx, obj, p, opts...) })
-		},
-		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-			return fail(func() error { return c.Delete(ctx, obj, opts...) })
-		},
-		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-			return fail(func() error { return c.SubResource(sub).Update(ctx, obj, opts...) })
-		},
-	})
+	c, writes := failingClient(failAt, lost)
 	w.r = w.reconciler(c)
 	step := func() { w.clk.Step(w.reconcile()) }
 	// First start, then through a rotation and the retirement of the
@@ -144,7 +114,7 @@ func runScenario(t *testing.T, s v1alpha1.PinnedCertificateSpec, failAt int, los
 	if len(w.rotation) < 3 {
 		t.Fatalf("failAt %d lost %v: %d keys served, want ≥ 3", failAt, lost, len(w.rotation))
 	}
-	return writes
+	return *writes
 }
 
 // emergency annotates the PinnedCertificate with rotate-now: backup,
@@ -393,11 +363,16 @@ func TestInvalidPinnedCertificatesAreRefused(t *testing.T) {
 			"spec.pinSet.configMapName"},
 		{"no Secret name", func(s *v1alpha1.PinnedCertificateSpec) { s.SecretName = "" },
 			"spec.secretName"},
+		{"a name longer than a label value", func(*v1alpha1.PinnedCertificateSpec) {},
+			"the name must be at most 63 characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := spec()
 			tc.edit(&s)
 			pc := &v1alpha1.PinnedCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "bad-"}, Spec: s}
+			if tc.name == "a name longer than a label value" {
+				pc.GenerateName, pc.Name = "", "a"+strings.Repeat("b", 63)
+			}
 			err := k8s.Create(context.Background(), pc)
 			if !apierrors.IsInvalid(err) {
 				t.Fatalf("created or failed otherwise: %v", err)

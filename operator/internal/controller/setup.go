@@ -26,15 +26,25 @@ func Setup(mgr ctrl.Manager, clk clock.PassiveClock) error {
 	if err := pc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("pinnedcertificate controller: %w", err)
 	}
+	ks := &KeySetReconciler{
+		Client:   mgr.GetClient(),
+		Reader:   mgr.GetAPIReader(),
+		Clock:    clk,
+		Recorder: mgr.GetEventRecorder("strongroom-operator"),
+	}
+	if err := ks.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("keyset controller: %w", err)
+	}
 	return nil
 }
 
 // CacheOptions caches, of Secrets and ConfigMaps, only those the operator
-// wrote (they carry LabelPinnedCertificate): the watches that trigger
-// reconciles need no more, and the cluster's other Secrets stay out of
-// the operator's memory.
+// wrote (they carry LabelManagedBy): the watches that trigger reconciles
+// need no more, and the cluster's other Secrets stay out of the
+// operator's memory. (One label for every kind: a label selector cannot
+// say "this label or that one".)
 func CacheOptions() cache.Options {
-	owned, err := labels.NewRequirement(v1alpha1.LabelPinnedCertificate, selection.Exists, nil)
+	owned, err := labels.NewRequirement(v1alpha1.LabelManagedBy, selection.Equals, []string{v1alpha1.ManagedBy})
 	if err != nil {
 		panic(err) // a constant label key
 	}

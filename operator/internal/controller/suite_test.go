@@ -18,11 +18,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
@@ -199,4 +201,41 @@ func createPC(t testing.TB, ns, name string, s v1alpha1.PinnedCertificateSpec) *
 		t.Fatalf("create PinnedCertificate: %v", err)
 	}
 	return pc
+}
+
+// failingClient is k8s with its writes counted: write number failAt (from
+// 1) fails, either refused or, with lost, done and then reported as
+// failed, as if the operator died before it heard the answer. *writes is
+// the number of writes tried so far.
+func failingClient(failAt int, lost bool) (c client.Client, writes *int) {
+	writes = new(int)
+	fail := func(do func() error) error {
+		*writes++
+		if *writes != failAt {
+			return do()
+		}
+		if lost {
+			if err := do(); err != nil {
+				return err
+			}
+		}
+		return apierrors.NewServiceUnavailable("injected: the operator died here")
+	}
+	return interceptor.NewClient(k8s, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			return fail(func() error { return c.Create(ctx, obj, opts...) })
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			return fail(func() error { return c.Update(ctx, obj, opts...) })
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			return fail(func() error { return c.Patch(ctx, obj, p, opts...) })
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			return fail(func() error { return c.Delete(ctx, obj, opts...) })
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			return fail(func() error { return c.SubResource(sub).Update(ctx, obj, opts...) })
+		},
+	}), writes
 }
