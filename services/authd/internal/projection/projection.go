@@ -6,6 +6,7 @@
 package projection
 
 import (
+	"slices"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +73,30 @@ type PerStream interface {
 	DocVersion(d *Doc) (int64, error)
 }
 
+// StreamScoped is implemented by projections that read only the events of
+// some stream types: the projector need not wake them for other events,
+// and counts only their events as lag.
+type StreamScoped interface {
+	Projection
+	// StreamTypes lists the stream types whose events the projection
+	// reads; nil means all.
+	StreamTypes() []string
+}
+
+// Scope returns the stream types p reads, nil for all.
+func Scope(p Projection) []string {
+	if s, ok := p.(StreamScoped); ok {
+		return s.StreamTypes()
+	}
+	return nil
+}
+
+// InScope reports whether p reads events of streamType.
+func InScope(p Projection, streamType string) bool {
+	scope := Scope(p)
+	return scope == nil || slices.Contains(scope, streamType)
+}
+
 var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
 // CheckName refuses names that could not be used as part of a table name.
@@ -120,7 +145,13 @@ type Typed[T any] struct {
 	VersionOf func(*T) int64
 	// DueOf, if set, gives a document's Due time (zero for none).
 	DueOf func(*T) time.Time
+	// Streams, if set, are the only stream types whose events KeyOf may
+	// pick (StreamScoped).
+	Streams []string
 }
+
+// StreamTypes implements StreamScoped (nil: every stream type).
+func (p Typed[T]) StreamTypes() []string { return p.Streams }
 
 // PerStream implements PerStream.
 func (p Typed[T]) PerStream() bool { return p.VersionOf != nil }

@@ -46,6 +46,7 @@ func Devices(reg *events.Registry) projection.Projection {
 		KeyOf: func(ev eventstore.Event) (string, bool) {
 			return ev.StreamID, ev.StreamType == events.StreamDevice
 		},
+		Streams: []string{events.StreamDevice},
 		Fold: func(cur *Device, ev eventstore.Event) (*Device, string, error) {
 			return foldDevice(reg, cur, ev)
 		},

@@ -32,9 +32,12 @@ type Options struct {
 // TraceContext propagator globally, and returns the provider; call its
 // Shutdown on exit to flush the exporter.
 //
-// Every span is sampled: a client must not be able to switch tracing off
-// with a traceparent flag, and the trace id is part of the audit trail.
-// Volume is for the collector to reduce (tail sampling), not for authd.
+// With an exporter every span is sampled: a client must not be able to
+// switch tracing off with a traceparent flag. Volume is for the collector
+// to reduce (tail sampling), not for authd. Without an exporter no span is
+// recorded, since none would go anywhere: spans still get their trace and
+// span ids (the response's traceparent, the audit trail's trace id), but
+// cost no attributes, events or end processing on the hot path.
 func Setup(ctx context.Context, o Options) (*sdktrace.TracerProvider, error) {
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		attribute.String("service.name", o.ServiceName),
@@ -45,10 +48,10 @@ func Setup(ctx context.Context, o Options) (*sdktrace.TracerProvider, error) {
 	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSampler(sdktrace.NeverSample()),
 	}
 	if o.Exporter != nil {
-		opts = append(opts, sdktrace.WithBatcher(o.Exporter))
+		opts = append(opts, sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(o.Exporter))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 

@@ -198,6 +198,29 @@ func TestHTTPMiddleware(t *testing.T) {
 	}
 }
 
+// TestSetupWithoutExporter: with nowhere to send spans, none is recorded,
+// yet every request still gets a trace (an incoming one is continued) and
+// answers its traceparent.
+func TestSetupWithoutExporter(t *testing.T) {
+	tp, err := Setup(t.Context(), Options{ServiceName: "authd-test", ServiceVersion: "v0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = tp.Shutdown(context.Background())
+		otel.SetTracerProvider(noop.NewTracerProvider())
+	})
+	_, span := tp.Tracer("t").Start(t.Context(), "x")
+	if span.IsRecording() || !span.SpanContext().IsValid() {
+		t.Fatalf("span recording %v, context valid %v; want not recording, valid", span.IsRecording(), span.SpanContext().IsValid())
+	}
+	span.End()
+	resp, _ := serve(t, nil, http.Header{"Traceparent": {"00-" + incomingTrace + "-" + incomingParent + "-01"}})
+	if tp := resp.Header.Get("Traceparent"); !strings.HasPrefix(tp, "00-"+incomingTrace+"-") || strings.Contains(tp, incomingParent) {
+		t.Fatalf("response traceparent %q does not continue the incoming trace with a span of its own", tp)
+	}
+}
+
 // TestSetup checks the global wiring main relies on: the W3C propagator,
 // sampling even when the client's flag says not to, and export.
 func TestSetup(t *testing.T) {

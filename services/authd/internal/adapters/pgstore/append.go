@@ -103,7 +103,13 @@ func (s *Store) appendOwn(ctx context.Context, extra func(*pgx.Batch), appends [
 		// Committed, but the database answered something impossible.
 		return nil, err
 	}
-	s.Committed()
+	types := make([]string, 0, 1)
+	for _, ev := range run.out {
+		if !slices.Contains(types, ev.StreamType) {
+			types = append(types, ev.StreamType)
+		}
+	}
+	s.committed(types)
 	return run.out, nil
 }
 

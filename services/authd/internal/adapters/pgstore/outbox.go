@@ -25,9 +25,10 @@ const NotifyChannel = "strongroom_events"
 
 // Message metadata keys, besides the W3C "traceparent" and "tracestate".
 const (
-	MetaEventType = "event_type"
-	MetaStreamID  = "stream_id"
-	MetaPosition  = "position"
+	MetaEventType  = "event_type"
+	MetaStreamID   = "stream_id"
+	MetaStreamType = "stream_type"
+	MetaPosition   = "position"
 )
 
 var (
@@ -113,6 +114,7 @@ func EventMessage(ev eventstore.Event) (*message.Message, error) {
 	msg := message.NewMessage(ev.EventID.String(), payload)
 	msg.Metadata.Set(MetaEventType, ev.Type)
 	msg.Metadata.Set(MetaStreamID, ev.StreamID)
+	msg.Metadata.Set(MetaStreamType, ev.StreamType)
 	if !ev.Position.IsZero() {
 		msg.Metadata.Set(MetaPosition, ev.Position.String())
 	}

@@ -529,3 +529,58 @@ func TestAsyncCommitIsPerTransaction(t *testing.T) {
 		t.Errorf("subscriber transaction: synchronous_commit = %s", got)
 	}
 }
+
+// TestScopedProjectionSkipsOtherStreams: the devices projection reads only
+// device streams, so a burst of session events costs it no catch-up per
+// event; its lag counts only device events; it still follows the log
+// (a trailing catch-up), and a device event is applied at once.
+func TestScopedProjectionSkipsOtherStreams(t *testing.T) {
+	pool := migrated(t)
+	ctx := context.Background()
+	s, p := harness(t, pool, nil, []projection.Projection{readmodel.Devices(events.Default)})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	evs, err := s.Append(ctx, storetest.Enroll("dev-s0", "u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.WaitCaughtUp(t, p, storetest.Last(evs))
+	before := p.catchUps.Load()
+	var last []eventstore.Event
+	const burst = 60
+	for i := range burst {
+		if last, err = s.Append(ctx, eventstore.Append{StreamID: fmt.Sprintf("sess-%d", i), StreamType: events.StreamSession,
+			ExpectedVersion: eventstore.NoStream, Events: []eventstore.Pending{{Type: events.SessionRevoked,
+				Payload: events.SessionRevokedV1{Reason: "signed_out"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sts, err := p.Status(ctx)
+	if err != nil || sts[0].LagEvents != 0 || sts[0].LagSeconds != 0 {
+		t.Fatalf("session events count as the devices projection's lag: %+v %v", sts, err)
+	}
+	// It still follows the log, within about skipFor.
+	storetest.WaitCaughtUp(t, p, storetest.Last(last))
+	if n := p.catchUps.Load() - before; n > burst/4 {
+		t.Fatalf("%d catch-up transactions for %d session events", n, burst)
+	}
+	// A device event is applied at once, not after skipFor.
+	start := time.Now()
+	evs, err = s.Append(ctx, storetest.Enroll("dev-s1", "u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.WaitCaughtUp(t, p, storetest.Last(evs))
+	if docs, _ := p.All(ctx, readmodel.DevicesName); len(docs) != 2 {
+		t.Fatalf("%d devices in the read model", len(docs))
+	}
+	t.Logf("device event applied %v after its append; %d catch-ups for %d session events",
+		time.Since(start).Round(time.Millisecond), p.catchUps.Load()-before, burst)
+}

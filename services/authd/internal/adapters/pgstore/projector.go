@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -39,6 +40,8 @@ type Projector struct {
 	mu       sync.Mutex
 	backoffs map[string]*Backoff
 	running  bool
+	// catchUps counts catch-up transactions (tests).
+	catchUps atomic.Int64
 }
 
 // ProjectorOption configures a Projector.
@@ -165,7 +168,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("projector: router: %w", err)
 	}
 	for name, pr := range p.async {
-		b := p.waker.NewBackoff(p.idlePoll, ctx.Done())
+		b := p.waker.NewBackoff(p.idlePoll, projection.Scope(pr), ctx.Done())
 		p.mu.Lock()
 		p.backoffs[name] = b
 		p.mu.Unlock()
@@ -182,7 +185,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("projector: subscriber %s: %w", name, err)
 		}
-		router.AddConsumerHandler("projection_"+name, OutboxTopic, sub, p.handler(pr))
+		router.AddConsumerHandler("projection_"+name, OutboxTopic, sub, p.handler(ctx, pr))
 	}
 	go func() {
 		<-router.Running()
@@ -227,9 +230,54 @@ func (p *Projector) Healthy() error {
 // its event is applied), redelivery is a no-op (the position is already
 // past it), order is the log's whatever the delivery order, and a burst of
 // events costs one transaction per batch instead of one per event.
-func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFunc {
+//
+// A projection scoped to some stream types (projection.StreamScoped) is
+// not caught up for a message of another stream type: the hot path's
+// session events would otherwise cost the devices projection a transaction
+// each. Its position still follows the log: a catch-up runs at least once
+// per skipFor while such messages arrive, and skipFor after the last of
+// them. Its lag counts only its own stream types (Status).
+func (p *Projector) handler(ctx context.Context, pr projection.Projection) message.NoPublishHandlerFunc {
 	var applied eventstore.Position // the router calls one handler at a time
+	var mu sync.Mutex               // guards the trailing catch-up's state
+	var caughtUp time.Time
+	var trailing bool
+	trail := func() {
+		var last eventstore.Position
+		for i := 0; ctx.Err() == nil; i++ {
+			to, err := p.catchUp(ctx, pr)
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.WarnContext(ctx, "projection catch-up", "projection", pr.Name(), "err", err)
+				}
+				break
+			}
+			p.catchUps.Add(1)
+			if i > 0 && !last.Less(to) {
+				break // nothing more to read
+			}
+			last = to
+		}
+		mu.Lock()
+		caughtUp, trailing = time.Now(), false
+		mu.Unlock()
+	}
 	return func(msg *message.Message) error {
+		if st := msg.Metadata.Get(MetaStreamType); st != "" && !projection.InScope(pr, st) {
+			mu.Lock()
+			recent := time.Since(caughtUp) < skipFor
+			if recent && !trailing {
+				trailing = true
+				time.AfterFunc(skipFor, trail)
+			}
+			mu.Unlock()
+			if recent {
+				return nil
+			}
+		}
+		mu.Lock()
+		caughtUp = time.Now()
+		mu.Unlock()
 		// The message's event's position when the message carries it;
 		// otherwise everything up to the end of the message's transaction.
 		target, exact := eventstore.Position{Tx: math.MaxUint64, Seq: math.MaxInt64}, false
@@ -243,6 +291,7 @@ func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFu
 			if err != nil {
 				return err
 			}
+			p.catchUps.Add(1)
 			if !applied.Less(to) {
 				if exact {
 					return fmt.Errorf("projection %s: event %s delivered but not in the log", pr.Name(), target)
@@ -257,6 +306,10 @@ func (p *Projector) handler(pr projection.Projection) message.NoPublishHandlerFu
 		return nil
 	}
 }
+
+// skipFor is how long a scoped projection may leave events of other
+// stream types unread (see handler).
+const skipFor = time.Second
 
 // catchUp applies up to one batch of final events after the projection's
 // position and returns the new position.

@@ -220,11 +220,18 @@ func (p *Projector) Status(ctx context.Context) ([]projection.Status, error) {
 			out[i].Position = h // applied in every append's own transaction
 			continue
 		}
+		// Lag counts only the events the projection reads: a projection
+		// scoped to device streams is not behind for a session refresh.
 		var oldest *time.Time
+		var scope []string
+		if pr, ok := p.all[out[i].Name]; ok {
+			scope = projection.Scope(pr)
+		}
 		err := p.store.pool.QueryRow(ctx, `SELECT count(*), min(occurred_at) FROM (
 			SELECT occurred_at FROM events WHERE (tx_id, seq) > ($1::text::xid8, $2) AND `+visible+`
+				AND ($3::text[] IS NULL OR stream_type = ANY($3))
 			ORDER BY tx_id, seq LIMIT `+strconv.Itoa(lagScanLimit)+`) pending`,
-			strconv.FormatUint(out[i].Position.Tx, 10), out[i].Position.Seq).Scan(&out[i].LagEvents, &oldest)
+			strconv.FormatUint(out[i].Position.Tx, 10), out[i].Position.Seq, scope).Scan(&out[i].LagEvents, &oldest)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("projection status: lag of %s: %w", out[i].Name, err)
 		}

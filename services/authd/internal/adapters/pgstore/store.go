@@ -5,6 +5,9 @@ package pgstore
 
 import (
 	"context"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +32,11 @@ type Store struct {
 	inline   []projection.Projection
 
 	notifying, again atomic.Bool
+	// woken is what the next notification names: the stream types
+	// appended to since the last one, or every type (all).
+	wokenMu sync.Mutex
+	woken   map[string]bool
+	all     bool
 }
 
 // Option configures a Store.
@@ -64,11 +72,28 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 const notifyInterval = 5 * time.Millisecond
 
 // Committed wakes the outbox subscribers of every replica after an append
-// committed. The NOTIFY is sent after the commit, from one goroutine at a
-// time, and coalesced: a NOTIFY inside the append transaction would take
-// PostgreSQL's global notify lock until its commit was flushed, serializing
-// every append's commit. A notification lost to a crash costs one idle poll.
-func (s *Store) Committed() {
+// committed (AppendTx's callers call it after their commit). The NOTIFY is
+// sent after the commit, from one goroutine at a time, and coalesced: a
+// NOTIFY inside the append transaction would take PostgreSQL's global
+// notify lock until its commit was flushed, serializing every append's
+// commit. A notification lost to a crash costs one idle poll.
+func (s *Store) Committed() { s.committed(nil) }
+
+// committed is Committed for appends to streams of the given types: the
+// notification names them, so subscribers scoped to other stream types
+// are not woken (they read those events in their next batch).
+func (s *Store) committed(streamTypes []string) {
+	s.wokenMu.Lock()
+	if streamTypes == nil {
+		s.all = true
+	}
+	for _, t := range streamTypes {
+		if s.woken == nil {
+			s.woken = map[string]bool{}
+		}
+		s.woken[t] = true
+	}
+	s.wokenMu.Unlock()
 	s.again.Store(true)
 	if !s.notifying.CompareAndSwap(false, true) {
 		return
@@ -78,7 +103,7 @@ func (s *Store) Committed() {
 			for s.again.Swap(false) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				// Asynchronous commit: the notification needs no flush.
-				_, _ = s.pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = off; NOTIFY "+NotifyChannel+"; COMMIT")
+				_, _ = s.pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = off; NOTIFY "+NotifyChannel+", '"+s.takeWoken()+"'; COMMIT")
 				cancel()
 				time.Sleep(notifyInterval)
 			}
@@ -90,6 +115,41 @@ func (s *Store) Committed() {
 			}
 		}
 	}()
+}
+
+// takeWoken returns the payload of the next notification and starts a new
+// one: the stream types, comma separated, or "" for every type. Stream
+// types are the store's own names ([a-z_]); anything else widens the
+// payload to "" rather than reach the SQL text.
+func (s *Store) takeWoken() string {
+	s.wokenMu.Lock()
+	defer s.wokenMu.Unlock()
+	all, woken := s.all, s.woken
+	s.all, s.woken = false, nil
+	if all || len(woken) == 0 {
+		return ""
+	}
+	types := make([]string, 0, len(woken))
+	for t := range woken {
+		if !plainName(t) {
+			return ""
+		}
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	return strings.Join(types, ",")
+}
+
+func plainName(t string) bool {
+	if t == "" || len(t) > 64 {
+		return false
+	}
+	for _, c := range t {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 func nullableJSON(b []byte) any {

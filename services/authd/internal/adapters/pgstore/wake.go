@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,8 +43,12 @@ func (w *Waker) Run(ctx context.Context) error {
 			}
 		},
 	}
-	l.Handle(NotifyChannel, pgxlisten.HandlerFunc(func(context.Context, *pgconn.Notification, *pgx.Conn) error {
-		w.Wake()
+	l.Handle(NotifyChannel, pgxlisten.HandlerFunc(func(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+		if n.Payload == "" {
+			w.Wake()
+		} else {
+			w.wake(strings.Split(n.Payload, ","))
+		}
 		return nil
 	}))
 	err := l.Listen(ctx)
@@ -54,18 +59,26 @@ func (w *Waker) Run(ctx context.Context) error {
 }
 
 // Wake signals every subscriber that new events may be visible.
-func (w *Waker) Wake() {
+func (w *Waker) Wake() { w.wake(nil) }
+
+// wake signals the subscribers that read events of streamTypes (nil:
+// every subscriber). A subscriber scoped to other types is left to its
+// idle poll, which reads what came meanwhile in batches.
+func (w *Waker) wake(streamTypes []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for b := range w.subs {
-		b.signal()
+		if streamTypes == nil || b.scope == nil || slices.ContainsFunc(streamTypes, func(t string) bool { return slices.Contains(b.scope, t) }) {
+			b.signal()
+		}
 	}
 }
 
 // NewBackoff returns a watermill-sql BackoffManager for one subscriber; it
-// is released when done is closed.
-func (w *Waker) NewBackoff(idlePoll time.Duration, done <-chan struct{}) *Backoff {
-	b := &Backoff{wake: make(chan struct{}, 1), idle: idlePoll, done: done}
+// is released when done is closed. scope, if not nil, lists the stream
+// types whose appends wake the subscriber (projection.Scope).
+func (w *Waker) NewBackoff(idlePoll time.Duration, scope []string, done <-chan struct{}) *Backoff {
+	b := &Backoff{wake: make(chan struct{}, 1), idle: idlePoll, scope: scope, done: done}
 	w.mu.Lock()
 	w.subs[b] = struct{}{}
 	w.mu.Unlock()
@@ -83,9 +96,10 @@ func (w *Waker) NewBackoff(idlePoll time.Duration, done <-chan struct{}) *Backof
 // returned duration; Backoff does the waiting itself so that a wake-up can
 // cut it short, and returns 0.
 type Backoff struct {
-	wake chan struct{}
-	idle time.Duration
-	done <-chan struct{}
+	wake  chan struct{}
+	idle  time.Duration
+	scope []string
+	done  <-chan struct{}
 
 	// burst is the next quick re-poll delay after a wake-up found nothing:
 	// an event can be committed yet held back behind an older running
