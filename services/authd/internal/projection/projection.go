@@ -6,11 +6,11 @@
 package projection
 
 import (
-	"slices"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"strongroom.dev/services/authd/internal/eventstore"
