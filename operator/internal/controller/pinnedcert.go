@@ -71,11 +71,11 @@ const (
 // reconcile killed or failing between any two writes resumes from what
 // the API server holds.
 type PinnedCertificateReconciler struct {
-	// Client writes, and reads PinnedCertificates.
+	// Client writes.
 	Client client.Client
-	// Reader reads the owned Secrets and ConfigMaps straight from the API
-	// server (the manager's APIReader): deciding on a stale cache could
-	// create a key twice.
+	// Reader reads the PinnedCertificate and its owned Secrets and
+	// ConfigMaps straight from the API server (the manager's APIReader):
+	// deciding on a stale cache could create a key twice.
 	Reader   client.Reader
 	Clock    clock.PassiveClock
 	Recorder events.EventRecorder
@@ -115,8 +115,11 @@ type observed struct {
 
 // Reconcile implements reconcile.Reconciler.
 func (r *PinnedCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// The PinnedCertificate too is read from the API server: the cache may
+	// not have this controller's own last writes yet, and deciding on it
+	// would only end in conflicts.
 	var pc v1alpha1.PinnedCertificate
-	if err := r.Client.Get(ctx, req.NamespacedName, &pc); err != nil {
+	if err := r.Reader.Get(ctx, req.NamespacedName, &pc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !pc.DeletionTimestamp.IsZero() {
