@@ -552,6 +552,21 @@ func TestScopedProjectionSkipsOtherStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	storetest.WaitCaughtUp(t, p, storetest.Last(evs))
+	// A listener of its own counts the notifications the burst sends.
+	listener, err := pgx.Connect(ctx, pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(ctx)
+	if _, err := listener.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	notified := func(wait time.Duration) bool {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		_, err := listener.WaitForNotification(wctx)
+		return err == nil
+	}
 	before := p.catchUps.Load()
 	var last []eventstore.Event
 	const burst = 60
@@ -561,6 +576,9 @@ func TestScopedProjectionSkipsOtherStreams(t *testing.T) {
 				Payload: events.SessionRevokedV1{Reason: "signed_out"}}}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if notified(200 * time.Millisecond) {
+		t.Fatal("appends to streams no projection reads woke the subscribers")
 	}
 	sts, err := p.Status(ctx)
 	if err != nil || sts[0].LagEvents != 0 || sts[0].LagSeconds != 0 {
@@ -578,6 +596,9 @@ func TestScopedProjectionSkipsOtherStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	storetest.WaitCaughtUp(t, p, storetest.Last(evs))
+	if !notified(5 * time.Second) {
+		t.Fatal("a device append sent no notification")
+	}
 	if docs, _ := p.All(ctx, readmodel.DevicesName); len(docs) != 2 {
 		t.Fatalf("%d devices in the read model", len(docs))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,11 +79,28 @@ func NewProjector(store *Store, waker *Waker, log *slog.Logger, async []projecti
 			return nil, err
 		}
 	}
+	var listened []string
+	scoped := true
 	for _, pr := range async {
 		if err := add(pr); err != nil {
 			return nil, err
 		}
 		p.async[pr.Name()] = pr
+		scope := projection.Scope(pr)
+		if scope == nil {
+			scoped = false
+		}
+		for _, t := range scope {
+			if !slices.Contains(listened, t) {
+				listened = append(listened, t)
+			}
+		}
+	}
+	if scoped {
+		if listened == nil {
+			listened = []string{}
+		}
+		store.listened.Store(&listened)
 	}
 	return p, nil
 }

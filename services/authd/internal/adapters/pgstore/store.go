@@ -37,6 +37,10 @@ type Store struct {
 	wokenMu sync.Mutex
 	woken   map[string]bool
 	all     bool
+	// listened, once a projector is set up, is what some asynchronous
+	// projection reads: nil for every stream type, or the union of their
+	// scopes. An append to no listened stream type notifies nobody.
+	listened atomic.Pointer[[]string]
 }
 
 // Option configures a Store.
@@ -83,6 +87,13 @@ func (s *Store) Committed() { s.committed(nil) }
 // notification names them, so subscribers scoped to other stream types
 // are not woken (they read those events in their next batch).
 func (s *Store) committed(streamTypes []string) {
+	if l := s.listened.Load(); l != nil && streamTypes != nil &&
+		!slices.ContainsFunc(streamTypes, func(t string) bool { return slices.Contains(*l, t) }) {
+		// Every replica runs the same projections: none reads these
+		// streams. (Across a rolling upgrade that changes a scope, the
+		// idle poll delivers within a second.)
+		return
+	}
 	s.wokenMu.Lock()
 	if streamTypes == nil {
 		s.all = true
