@@ -182,6 +182,18 @@ func TestKeySetsAcrossReplicas(t *testing.T) {
 		t.Fatalf("sign in: %v", err)
 	}
 
+	// Both documents tell clients to cache them for half of publishAhead.
+	for _, path := range []string{"/.well-known/jwks.json", "/.well-known/sealing-keys.json"} {
+		resp, err := via["b"].Get("https://auth.bank.test" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := fmt.Sprintf("public, max-age=%d", int(publishAhead/2/time.Second)); resp.Header.Get("Cache-Control") != want {
+			t.Fatalf("%s: Cache-Control %q, want %q", path, resp.Header.Get("Cache-Control"), want)
+		}
+	}
+
 	// Resource servers: each caches one replica's JWKS, refetching it when
 	// it is older than maxAge.
 	maxAge := publishAhead - lag

@@ -305,9 +305,7 @@ func (o *keySetObserved) privateKey(kid string) keyset.Secret {
 }
 
 func (r *KeySetReconciler) event(ks *v1alpha1.KeySet, typ, reason, action, note string, args ...any) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(ks, nil, typ, reason, action, note, args...)
-	}
+	event(r.Recorder, ks, typ, reason, action, note, args...)
 }
 
 // Errors a person has to fix, told apart for the Ready condition.

@@ -2,18 +2,15 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"strongroom.dev/api/v1alpha1"
 	"strongroom.dev/operator/internal/keyrotation"
@@ -50,15 +47,15 @@ func (r *KeySetReconciler) report(ctx context.Context, o *keySetObserved, now ti
 	}
 	if !ok {
 		// Not reached: Decide waits only with a key active.
-		setKeySetCondition(ks, v1alpha1.ConditionReady, metav1.ConditionFalse, "NoActiveKey", "no key is active")
+		setCondition(&ks.Status.Conditions, ks.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, "NoActiveKey", "no key is active")
 	} else {
 		msg := fmt.Sprintf("key %s (%s) is active; the next one from %s", active.KID, active.Algorithm, wait.NextRotation.UTC().Format(time.RFC3339))
 		if ignored != "" {
 			msg += "; " + ignored
 		}
-		setKeySetCondition(ks, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonKeyActive, msg)
+		setCondition(&ks.Status.Conditions, ks.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonKeyActive, msg)
 	}
-	if equalKeySetStatus(before, st) {
+	if sameStatus(before, st) {
 		return nil
 	}
 	if err := r.Client.Status().Update(ctx, ks); err != nil {
@@ -92,28 +89,9 @@ func (r *KeySetReconciler) failed(ctx context.Context, ks *v1alpha1.KeySet, err 
 	case errors.As(err, &invalid):
 		reason = v1alpha1.ReasonInvalidSecret
 	}
-	before := ks.Status.DeepCopy()
-	setKeySetCondition(ks, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, err.Error())
-	if !equalKeySetStatus(before, &ks.Status) {
-		r.event(ks, corev1.EventTypeWarning, reason, "Reconcile", "%s", err.Error())
-		if uerr := r.Client.Status().Update(ctx, ks); uerr != nil && !apierrors.IsConflict(uerr) {
-			log.FromContext(ctx).Error(uerr, "status update failed")
-		}
-	}
+	reportNotReady(ctx, r.Client, r.Recorder, ks, &ks.Status.Conditions, reason, err)
 	if spec != nil {
 		return ctrl.Result{}, nil // waits for a new spec
 	}
 	return ctrl.Result{}, err
-}
-
-func setKeySetCondition(ks *v1alpha1.KeySet, typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&ks.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: ks.Generation,
-	})
-}
-
-func equalKeySetStatus(a, b *v1alpha1.KeySetStatus) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
 }

@@ -77,18 +77,7 @@ func TestKeySetInterruptedReconciles(t *testing.T) {
 	if total < 10 {
 		t.Fatalf("the scenario made only %d writes", total)
 	}
-	for n := 1; n <= total; n++ {
-		for _, lost := range []bool{false, true} {
-			name := fmt.Sprintf("write %d refused", n)
-			if lost {
-				name = fmt.Sprintf("write %d answer lost", n)
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				runKeySetScenario(t, n, lost)
-			})
-		}
-	}
+	eachFailedWrite(t, total, func(t *testing.T, n int, lost bool) { runKeySetScenario(t, n, lost) })
 }
 
 // runKeySetScenario returns the number of writes. With failAt > 0, write

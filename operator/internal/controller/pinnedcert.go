@@ -17,7 +17,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -342,7 +341,7 @@ func (r *PinnedCertificateReconciler) apply(ctx context.Context, o *observed, no
 			reason, typ = "EmergencyRotation", corev1.EventTypeWarning
 		case step.NoAgedBackup:
 			reason, typ = "NoAgedBackup", corev1.EventTypeWarning
-			setCondition(pc, v1alpha1.ConditionNoAgedBackup, metav1.ConditionTrue, "NoAgedBackup", step.Reason)
+			setCondition(&pc.Status.Conditions, pc.Generation, v1alpha1.ConditionNoAgedBackup, metav1.ConditionTrue, "NoAgedBackup", step.Reason)
 		}
 		r.event(pc, typ, reason, "SetRole", "key %s (pin %s) is now %s: %s", step.Key, k.Pin, step.Role, step.Reason)
 
@@ -385,7 +384,7 @@ func (r *PinnedCertificateReconciler) apply(ctx context.Context, o *observed, no
 		if step.NoAgedBackup {
 			// The refusal is reported before the request is cleared, so
 			// it is never lost between the two writes.
-			setCondition(pc, v1alpha1.ConditionNoAgedBackup, metav1.ConditionTrue, "NoAgedBackup", step.Reason)
+			setCondition(&pc.Status.Conditions, pc.Generation, v1alpha1.ConditionNoAgedBackup, metav1.ConditionTrue, "NoAgedBackup", step.Reason)
 			if err := r.Client.Status().Update(ctx, pc); err != nil {
 				return err
 			}
@@ -397,7 +396,7 @@ func (r *PinnedCertificateReconciler) apply(ctx context.Context, o *observed, no
 			return err
 		}
 		if !step.NoAgedBackup {
-			setCondition(pc, v1alpha1.ConditionNoAgedBackup, metav1.ConditionFalse, "EmergencyRotation", "an aged backup key took over")
+			setCondition(&pc.Status.Conditions, pc.Generation, v1alpha1.ConditionNoAgedBackup, metav1.ConditionFalse, "EmergencyRotation", "an aged backup key took over")
 		}
 		o.state.EmergencyRequested = false
 
@@ -600,12 +599,12 @@ func (r *PinnedCertificateReconciler) report(ctx context.Context, o *observed, w
 	}
 	st.NextRotationTime = timeOrNil(wait.At)
 	if o.state.Serving != nil {
-		setCondition(pc, v1alpha1.ConditionReady, metav1.ConditionTrue, "Serving",
+		setCondition(&pc.Status.Conditions, pc.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, "Serving",
 			fmt.Sprintf("serving pin %s until %s; pin set version %d", st.CurrentPin, o.state.Serving.NotAfter.UTC().Format(time.RFC3339), st.PinSetVersion))
 	} else {
-		setCondition(pc, v1alpha1.ConditionReady, metav1.ConditionFalse, "NotServing", wait.Reason)
+		setCondition(&pc.Status.Conditions, pc.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, "NotServing", wait.Reason)
 	}
-	if equalStatus(before, st) {
+	if sameStatus(before, st) {
 		return nil
 	}
 	return r.Client.Status().Update(ctx, pc)
@@ -631,14 +630,7 @@ func (r *PinnedCertificateReconciler) failed(ctx context.Context, pc *v1alpha1.P
 	case errors.As(err, &iss):
 		reason = "IssuerUnavailable"
 	}
-	before := pc.Status.DeepCopy()
-	setCondition(pc, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, err.Error())
-	if !equalStatus(before, &pc.Status) {
-		r.event(pc, corev1.EventTypeWarning, reason, "Reconcile", "%s", err.Error())
-		if uerr := r.Client.Status().Update(ctx, pc); uerr != nil && !apierrors.IsConflict(uerr) {
-			log.FromContext(ctx).Error(uerr, "status update failed")
-		}
-	}
+	reportNotReady(ctx, r.Client, r.Recorder, pc, &pc.Status.Conditions, reason, err)
 	if spec != nil {
 		return ctrl.Result{}, nil // waits for a new spec
 	}
@@ -650,9 +642,7 @@ func (r *PinnedCertificateReconciler) own(pc *v1alpha1.PinnedCertificate, obj cl
 }
 
 func (r *PinnedCertificateReconciler) event(pc *v1alpha1.PinnedCertificate, typ, reason, action, note string, args ...any) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(pc, nil, typ, reason, action, note, args...)
-	}
+	event(r.Recorder, pc, typ, reason, action, note, args...)
 }
 
 // nextKeyName names a new key Secret <pc>-key-<n>, n one more than any
@@ -696,18 +686,6 @@ func unverifiedPayload(jws string) (*pinset.Set, error) {
 		return nil, err
 	}
 	return &s, nil
-}
-
-func setCondition(pc *v1alpha1.PinnedCertificate, typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&pc.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: pc.Generation,
-	})
-}
-
-func equalStatus(a, b *v1alpha1.PinnedCertificateStatus) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
 }
 
 func timeOrNil(t time.Time) *metav1.Time {

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -80,18 +79,7 @@ func TestInterruptedReconciles(t *testing.T) {
 	if total < 15 {
 		t.Fatalf("the scenario made only %d writes", total)
 	}
-	for n := 1; n <= total; n++ {
-		for _, lost := range []bool{false, true} {
-			name := fmt.Sprintf("write %d refused", n)
-			if lost {
-				name = fmt.Sprintf("write %d answer lost", n)
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				runScenario(t, s, n, lost)
-			})
-		}
-	}
+	eachFailedWrite(t, total, func(t *testing.T, n int, lost bool) { runScenario(t, s, n, lost) })
 }
 
 // runScenario returns the number of writes. With failAt > 0, write number

@@ -239,3 +239,21 @@ func failingClient(failAt int, lost bool) (c client.Client, writes *int) {
 		},
 	}), writes
 }
+
+// eachFailedWrite runs, in parallel subtests, a scenario of total writes
+// once for every write n failing in each of the two ways failingClient
+// knows: refused, or done with its answer lost.
+func eachFailedWrite(t *testing.T, total int, run func(t *testing.T, failAt int, lost bool)) {
+	for n := 1; n <= total; n++ {
+		for _, lost := range []bool{false, true} {
+			name := fmt.Sprintf("write %d refused", n)
+			if lost {
+				name = fmt.Sprintf("write %d answer lost", n)
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				run(t, n, lost)
+			})
+		}
+	}
+}
