@@ -143,7 +143,7 @@ func TestNewRegistryRefusesBrokenSchemas(t *testing.T) {
 // stable forever, and every one round-trips through the default registry.
 func TestContractTypes(t *testing.T) {
 	want := []string{
-		"activation.consumed", "activation.issued", "device.biometric_key_enrolled",
+		"activation.consumed", "activation.issued", "challenge.consumed", "challenge.issued", "device.biometric_key_enrolled",
 		"device.biometric_key_removed", "device.enrolled", "device.locked", "device.passcode_attempted",
 		"device.passcode_failed", "device.passcode_set", "device.passcode_verified", "device.revoked",
 		"device.unlocked", "session.expired", "session.refresh_reuse_detected", "session.refreshed",

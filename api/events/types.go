@@ -10,6 +10,9 @@ const (
 	// StreamUser holds what must be decided per user with optimistic
 	// concurrency (how many devices a user has).
 	StreamUser = "user"
+	// StreamChallenge is one biometric challenge: issued, then consumed by
+	// at most one grant.
+	StreamChallenge = "challenge"
 )
 
 // Event type names (CONTRACT.md, Events). They are stable forever: a new
@@ -32,6 +35,8 @@ const (
 	SessionRefreshReuse        = "session.refresh_reuse_detected"
 	SessionRevoked             = "session.revoked"
 	SessionExpired             = "session.expired"
+	ChallengeIssued            = "challenge.issued"
+	ChallengeConsumed          = "challenge.consumed"
 	UserDeviceAdded            = "user.device_added"
 	UserDeviceRemoved          = "user.device_removed"
 )
@@ -190,6 +195,28 @@ type SessionExpiredV1 struct {
 	Reason string `json:"reason"` // "idle" or "absolute"
 }
 
+// ChallengeIssuedV1 records a biometric challenge for one device. The
+// challenge's stream id is derived from its value, which is not recorded:
+// the server finds the challenge by the value the assertion signs.
+type ChallengeIssuedV1 struct {
+	DeviceID  string    `json:"device_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ChallengeConsumedV1 records the single use of a challenge by a biometric
+// grant, in the same append that starts the session it made. It names the
+// biometric key that signed the assertion and, when the user confirmed
+// authorization details (a payment), the SHA-256 of those details exactly
+// as the access token carries them: evidence of what was confirmed, without
+// the details themselves in the immutable log.
+type ChallengeConsumedV1 struct {
+	SessionID                  string   `json:"session_id"`
+	KeyThumbprint              string   `json:"key_jkt"`
+	AssertionJTI               string   `json:"assertion_jti"`
+	AuthorizationTypes         []string `json:"authorization_types,omitempty"`
+	AuthorizationDetailsSHA256 string   `json:"authorization_details_sha256,omitempty"`
+}
+
 // UserDeviceAddedV1 records a device joining its user's devices; the user
 // stream's version makes "at most N devices" exact under concurrency.
 type UserDeviceAddedV1 struct {
@@ -221,6 +248,8 @@ var Default = MustRegistry(
 	Schema{Type: SessionRefreshReuse, Version: 1, Payload: SessionRefreshReuseDetectedV1{}},
 	Schema{Type: SessionRevoked, Version: 1, Payload: SessionRevokedV1{}},
 	Schema{Type: SessionExpired, Version: 1, Payload: SessionExpiredV1{}},
+	Schema{Type: ChallengeIssued, Version: 1, Payload: ChallengeIssuedV1{}},
+	Schema{Type: ChallengeConsumed, Version: 1, Payload: ChallengeConsumedV1{}},
 	Schema{Type: UserDeviceAdded, Version: 1, Payload: UserDeviceAddedV1{}},
 	Schema{Type: UserDeviceRemoved, Version: 1, Payload: UserDeviceRemovedV1{}},
 )

@@ -30,7 +30,8 @@ import (
 
 // Grant type URNs (CONTRACT.md, Token endpoint).
 const (
-	GrantPasscode = "urn:strongroom:params:oauth:grant-type:passcode"
+	GrantPasscode  = "urn:strongroom:params:oauth:grant-type:passcode"
+	GrantBiometric = "urn:strongroom:params:oauth:grant-type:biometric-signature"
 )
 
 // Client is one app installation on one device.
@@ -43,6 +44,10 @@ type Client struct {
 	// P-256, no user presence needed). It signs every DPoP proof.
 	DeviceKey *ecdsa.PrivateKey
 	DeviceID  string
+	// BiometricKey stands in for the keystore's biometric key (ECDSA
+	// P-256, usable only after a strong biometric prompt, auth-per-use).
+	// It signs the assertions of the biometric grant; nil until enrolled.
+	BiometricKey *ecdsa.PrivateKey
 	// SealResponses asks for token responses sealed to a one-time key.
 	SealResponses bool
 
@@ -291,16 +296,28 @@ func (c *Client) SignIn(ctx context.Context, passcode string) (*Tokens, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.grant(ctx, func(jti string) (url.Values, error) {
+		sealed, err := c.SealPasscode(key, passcode, jti)
+		if err != nil {
+			return nil, err
+		}
+		return url.Values{"grant_type": {GrantPasscode}, "client_id": {c.ClientID}, "device_id": {c.DeviceID},
+			"passcode_sealed": {sealed}, "sealing_kid": {key.KID}}, nil
+	})
+}
+
+// grant posts a device grant to the token endpoint; form builds its
+// parameters for the proof's jti. With SealResponses the answer comes back
+// sealed to a one-time key and is opened here.
+func (c *Client) grant(ctx context.Context, params func(jti string) (url.Values, error)) (*Tokens, error) {
 	var respKey *sealing.ClientPrivateKey
 	var usedJTI string
 	resp, raw, err := c.request(ctx, http.MethodPost, "/oauth2/token", func(jti string) ([]byte, string, error) {
 		usedJTI = jti
-		sealed, err := c.SealPasscode(key, passcode, jti)
+		form, err := params(jti)
 		if err != nil {
 			return nil, "", err
 		}
-		form := url.Values{"grant_type": {GrantPasscode}, "client_id": {c.ClientID}, "device_id": {c.DeviceID},
-			"passcode_sealed": {sealed}, "sealing_kid": {key.KID}}
 		if c.SealResponses {
 			pub, priv, err := sealing.NewClientKey(sealing.KEMXWing)
 			if err != nil {

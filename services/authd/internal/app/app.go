@@ -49,7 +49,12 @@ type Service struct {
 	// lifetime, at most 30 minutes.
 	RefreshTokens   *session.Tokens
 	RefreshLifetime time.Duration
-	Now             func() time.Time
+	// ChallengeLifetime is how long a biometric challenge may be answered
+	// (60 s); StepUpMaxAge how recent a passcode sign-in must be to enroll
+	// a biometric key (5 minutes, never more).
+	ChallengeLifetime time.Duration
+	StepUpMaxAge      time.Duration
+	Now               func() time.Time
 }
 
 // Error is a refusal with the contract's stable code (CONTRACT.md,

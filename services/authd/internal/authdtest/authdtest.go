@@ -89,6 +89,9 @@ type Options struct {
 	// CodeAttemptsPerIP overrides the activation-code limit (tests run
 	// from one address; the default here is generous).
 	CodeAttemptsPerIP int
+	// ChallengeLifetime and StepUpMaxAge override the biometric defaults
+	// (60 s, 5 minutes), so tests can see them end.
+	ChallengeLifetime, StepUpMaxAge time.Duration
 }
 
 // Start runs authd until the test ends.
@@ -122,6 +125,7 @@ func Start(t testing.TB, o Options) *Server {
 		cfg.Issuer = o.Issuer
 	}
 	cfg.PasscodeBackoff = o.PasscodeBackoff
+	cfg.ChallengeLifetime, cfg.StepUpMaxAge = o.ChallengeLifetime, o.StepUpMaxAge
 	cfg.CodeAttemptsPerIP, cfg.CodeAttemptsTotal = 6000, 60000
 	if o.CodeAttemptsPerIP > 0 {
 		cfg.CodeAttemptsPerIP = o.CodeAttemptsPerIP

@@ -82,6 +82,11 @@ type Config struct {
 	// ActivationCodeLifetime is how long an activation or reset code is
 	// good for.
 	ActivationCodeLifetime time.Duration
+	// ChallengeLifetime is how long a biometric challenge may be answered.
+	ChallengeLifetime time.Duration
+	// StepUpMaxAge is how recent a passcode sign-in must be for its token
+	// to enroll a biometric key.
+	StepUpMaxAge time.Duration
 	// MaxDevices is the most devices a user may have.
 	MaxDevices int
 	// CodeAttemptsPerIP and CodeAttemptsTotal limit activation-code

@@ -206,6 +206,32 @@ var settings = []setting{
 		},
 	},
 	{
+		Name: "ChallengeLifetime", Flag: "challenge-lifetime", Env: "STRONGROOM_CHALLENGE_LIFETIME", Default: "60s",
+		DefaultDoc: "`60s`",
+		Meaning:    "how long a biometric challenge may be answered (a Go duration, 1s to 5m)",
+		apply: func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d < time.Second || d > 5*time.Minute {
+				return errors.New("want a duration from 1s to 5m")
+			}
+			c.ChallengeLifetime = d
+			return nil
+		},
+	},
+	{
+		Name: "StepUpMaxAge", Flag: "step-up-max-age", Env: "STRONGROOM_STEP_UP_MAX_AGE", Default: "5m",
+		DefaultDoc: "`5m`",
+		Meaning:    "how recent (auth_time) the passcode sign-in of a token must be to enroll a biometric key (1s to 5m)",
+		apply: func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d < time.Second || d > 5*time.Minute {
+				return errors.New("want a duration from 1s to 5m")
+			}
+			c.StepUpMaxAge = d
+			return nil
+		},
+	},
+	{
 		Name: "MaxDevices", Flag: "max-devices", Env: "STRONGROOM_MAX_DEVICES", Default: "5",
 		DefaultDoc: "`5`",
 		Meaning:    "most devices one user may have enrolled",

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"strongroom.dev/api/authzdetails"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/keys"
 	"strongroom.dev/services/authd/internal/mounted"
@@ -117,6 +118,10 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"introspection_endpoint_auth_signing_alg_values_supported": []string{"ES256", "PS256", "RS256"},
 		"dpop_signing_alg_values_supported":                        []string{"ES256"},
 		"sealing_keys_uri":                                         s.Issuer + PathSealingKeys,
+	}
+	if slices.Contains(grants, GrantBiometric) {
+		meta["challenge_endpoint"] = s.Issuer + PathChallenges
+		meta["authorization_details_types_supported"] = authzdetails.Types
 	}
 	if s.PinSets != nil {
 		meta["pinset_uri"] = s.Issuer + PathPinSet

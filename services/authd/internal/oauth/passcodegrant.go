@@ -10,12 +10,13 @@ import (
 
 	"strongroom.dev/services/authd/internal/app"
 	"strongroom.dev/services/authd/internal/domain/session"
+	"strongroom.dev/services/dpop"
 )
 
 // ACR values and AMR of the grants (CONTRACT.md, Token endpoint).
 const (
-	ACRPasscode  = "urn:strongroom:acr:passcode"
-	ACRBiometric = "urn:strongroom:acr:biometric"
+	ACRPasscode  = session.ACRPasscode
+	ACRBiometric = session.ACRBiometric
 )
 
 // PasscodeSignIn is the passcode use case (app.Service.PasscodeSignIn).
@@ -27,6 +28,12 @@ type PasscodeSignIn func(ctx context.Context, in app.Sealed) (*app.SignIn, error
 // to device_id's registered key.
 type PasscodeGrant struct {
 	SignIn PasscodeSignIn
+	DeviceGrant
+}
+
+// DeviceGrant is what the passcode and biometric grants share: the
+// lifetimes and refresh tokens of the sessions they start.
+type DeviceGrant struct {
 	Helper *oauth2.HandleHelper
 	// AccessLifetime and SessionLifetime (absolute, 12 h by default).
 	AccessLifetime, SessionLifetime time.Duration
@@ -59,14 +66,9 @@ func (g *PasscodeGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite
 	if !r.GetClient().GetGrantTypes().Has(GrantPasscode) {
 		return fosite.ErrUnauthorizedClient.WithHint("The client may not use the passcode grant.")
 	}
-	proof, ok := ProofFrom(ctx)
-	if !ok {
-		return fosite.ErrInvalidRequest.WithHint("A DPoP proof is required.")
-	}
-	for _, sc := range r.GetRequestedScopes() {
-		if !g.Scopes(r.GetClient().GetScopes(), sc) {
-			return fosite.ErrInvalidScope.WithHintf("The client may not request scope %q.", sc)
-		}
+	proof, err := g.check(ctx, r)
+	if err != nil {
+		return err
 	}
 	form := r.GetRequestForm()
 	res, err := g.SignIn(ctx, app.Sealed{DeviceID: form.Get("device_id"), KeyThumbprint: proof.JKT, JTI: proof.JTI,
@@ -74,24 +76,34 @@ func (g *PasscodeGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite
 	if err != nil {
 		return err
 	}
+	return g.signedIn(r, res.UserID, res.DeviceID, ACRPasscode, []string{"pin", "swk"}, true)
+}
+
+// signedIn fills the session of a device sign-in: the user, the factor
+// (acr, amr; "swk" while no key attestation is verified — CONTRACT.md,
+// Actors), auth_time now, the session's lifetimes and, when refresh is
+// true and the client may refresh, its first refresh token.
+func (g *DeviceGrant) signedIn(r fosite.AccessRequester, userID, deviceID, acr string, amr []string, refresh bool) error {
 	sess, ok := r.GetSession().(*Session)
 	if !ok {
-		return errors.New("passcode grant: unexpected session type")
+		return errors.New("device grant: unexpected session type")
 	}
 	now := g.Now().UTC()
-	sess.UserID, sess.DeviceID, sess.Subject = res.UserID, res.DeviceID, res.UserID
-	sess.JWTClaims.Subject = res.UserID
-	sess.SetClaim(ClaimACR, ACRPasscode)
-	// "swk": no verified key attestation yet (CONTRACT.md, Actors).
-	sess.SetClaim(ClaimAMR, []string{"pin", "swk"})
+	sess.UserID, sess.DeviceID, sess.Subject = userID, deviceID, userID
+	sess.JWTClaims.Subject = userID
+	sess.SetClaim(ClaimACR, acr)
+	sess.SetClaim(ClaimAMR, amr)
 	sess.SetClaim(ClaimAuthTime, now.Unix())
 	sess.SetExpiresAt(fosite.AccessToken, now.Add(g.AccessLifetime))
-	sess.SessionExpiresAt = now.Add(g.SessionLifetime)
-	if g.RefreshTokens != nil && r.GetClient().GetGrantTypes().Has(GrantRefreshToken) {
+	if refresh {
+		sess.SessionExpiresAt = now.Add(g.SessionLifetime)
+	}
+	if refresh && g.RefreshTokens != nil && r.GetClient().GetGrantTypes().Has(GrantRefreshToken) {
 		// The token carries its session's id: the request's id, which
 		// fosite assigns once (lazily, on first GetID) and which becomes
 		// the session stream's id (CreateAccessTokenSession appends to
 		// req.GetID()) and the access token's sid (token endpoint).
+		var err error
 		if sess.RefreshToken, err = g.RefreshTokens.New(r.GetID()); err != nil {
 			return err
 		}
@@ -104,11 +116,32 @@ func (g *PasscodeGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite
 	return nil
 }
 
+// check returns the request's verified DPoP proof and refuses scopes the
+// client may not request.
+func (g *DeviceGrant) check(ctx context.Context, r fosite.AccessRequester) (*dpop.Proof, error) {
+	proof, ok := ProofFrom(ctx)
+	if !ok {
+		return nil, fosite.ErrInvalidRequest.WithHint("A DPoP proof is required.")
+	}
+	for _, sc := range r.GetRequestedScopes() {
+		if !g.Scopes(r.GetClient().GetScopes(), sc) {
+			return nil, fosite.ErrInvalidScope.WithHintf("The client may not request scope %q.", sc)
+		}
+	}
+	return proof, nil
+}
+
 // PopulateTokenEndpointResponse implements fosite.TokenEndpointHandler.
 func (g *PasscodeGrant) PopulateTokenEndpointResponse(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) error {
 	if !g.CanHandleTokenEndpointRequest(ctx, r) {
 		return fosite.ErrUnknownRequest
 	}
+	return g.issue(ctx, r, resp)
+}
+
+// issue signs the access token (which starts the session) and adds the
+// refresh token, if the grant made one.
+func (g *DeviceGrant) issue(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) error {
 	if _, err := g.Helper.IssueAccessToken(ctx, g.AccessLifetime, r, resp); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 const (
 	PathToken         = "/oauth2/token"
 	PathRevoke        = "/oauth2/revoke"
+	PathChallenges    = "/v1/challenges"
 	PathIntrospect    = "/oauth2/introspect"
 	PathDiscovery     = "/.well-known/oauth-authorization-server"
 	PathJWKS          = "/.well-known/jwks.json"

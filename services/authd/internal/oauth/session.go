@@ -6,6 +6,8 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	fjwt "github.com/ory/fosite/token/jwt"
+
+	"strongroom.dev/services/authd/internal/eventstore"
 )
 
 // Claim names added to RFC 9068 access tokens (CONTRACT.md, Token endpoint).
@@ -37,6 +39,9 @@ type Session struct {
 	// GrantType is the grant that made the session (recorded in
 	// session.started).
 	GrantType string
+	// Consume, when set, is appended in the same append that starts the
+	// session (the biometric grant's challenge): both or neither commit.
+	Consume *eventstore.Append
 	// Recorded is set when the grant already appended the event that
 	// records this access token (the refresh grant does, atomically with
 	// its decision), so storage does not start a session.

@@ -14,6 +14,7 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 
 	"strongroom.dev/api/events"
+	"strongroom.dev/services/authd/internal/app"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/projection"
 	"strongroom.dev/services/authd/internal/readmodel"
@@ -138,10 +139,19 @@ func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string
 		AccessTokenID: TokenID(sig.JTI), AccessTokenExpiresAt: accessExp.UTC(), ExpiresAt: sessionExp.UTC(),
 		RefreshTokenID: sess.RefreshTokenID, IdleExpiresAt: sess.IdleExpiresAt.UTC(),
 	}
-	_, err := s.Events.Append(ctx, eventstore.Append{
+	appends := []eventstore.Append{{
 		StreamID: req.GetID(), StreamType: events.StreamSession, UserID: sess.UserID,
 		Events: []eventstore.Pending{{Type: events.SessionStarted, Payload: started}},
-	})
+	}}
+	if sess.Consume != nil {
+		appends = append(appends, *sess.Consume)
+	}
+	_, err := s.Events.Append(ctx, appends...)
+	if sess.Consume != nil && errors.Is(err, eventstore.ErrConflict) {
+		// The session's stream is new, so the conflict is the challenge's:
+		// another grant consumed it first.
+		return app.ChallengeInvalid()
+	}
 	if err != nil {
 		return fmt.Errorf("start session: %w", err)
 	}

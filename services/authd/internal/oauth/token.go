@@ -97,6 +97,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		sealTo = k
 	}
+	if r.PostForm.Has("authorization_details") {
+		// What the user confirms comes only from the biometric assertion
+		// they signed, never from the request around it.
+		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_request",
+			Description: "authorization_details come only inside a biometric assertion"})
+		return
+	}
 	if r.PostForm.Has("audience") {
 		writeOAuthError(w, http.StatusBadRequest, oauthError{Error: "invalid_request",
 			Description: "use resource (RFC 8707) to select an audience"})
@@ -159,6 +166,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	resp, err := s.Provider.NewAccessResponse(ctx, ar)
 	if errors.Is(err, eventstore.ErrReplayed) {
 		s.writeProofError(w, errProofReplayed)
+		return
+	}
+	if errors.As(err, &refusal) {
+		writeRefusal(w, refusal) // a challenge another grant used first
 		return
 	}
 	if err != nil {

@@ -45,9 +45,8 @@ const (
 	DevAdminClient  = "back-office"
 )
 
-// servedGrants are the grant types the token endpoint serves today; the
-// device grants join as they land.
-var servedGrants = []string{oauth.GrantClientCredentials, oauth.GrantPasscode, oauth.GrantRefreshToken}
+// servedGrants are the grant types the token endpoint serves.
+var servedGrants = []string{oauth.GrantClientCredentials, oauth.GrantPasscode, oauth.GrantBiometric, oauth.GrantRefreshToken}
 
 // setupOAuth wires the OAuth2 server: signing keys, clients, fosite over
 // the event-sourced storage, DPoP nonces and replay memory, the back office.
@@ -83,11 +82,13 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	fconf.TokenEndpointHandlers.Append(&oauth.PasscodeGrant{
-		SignIn: devices.PasscodeSignIn, Helper: helper, Scopes: fosite.ExactScopeStrategy,
+	deviceGrant := oauth.DeviceGrant{
+		Helper: helper, Scopes: fosite.ExactScopeStrategy,
 		AccessLifetime: cfg.AccessTokenLifetime, SessionLifetime: SessionLifetime, Now: time.Now,
 		RefreshTokens: devices.RefreshTokens, RefreshLifetime: devices.RefreshLifetime,
-	})
+	}
+	fconf.TokenEndpointHandlers.Append(&oauth.PasscodeGrant{SignIn: devices.PasscodeSignIn, DeviceGrant: deviceGrant})
+	fconf.TokenEndpointHandlers.Append(&oauth.BiometricGrant{SignIn: devices.BiometricSignIn, Issuer: cfg.Issuer, DeviceGrant: deviceGrant})
 	fconf.TokenEndpointHandlers.Append(&oauth.RefreshGrant{
 		Refresh: devices.Refresh, Helper: helper, AccessLifetime: cfg.AccessTokenLifetime, Now: time.Now,
 	})
@@ -107,7 +108,7 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	a.Devices = devices
 	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
 	a.SelfService = &selfservice.API{OAuth: a.OAuth, App: devices, Models: a.ReadModels, Log: a.log, Now: time.Now,
-		Codes: codeLimiter(cfg)}
+		Codes: codeLimiter(cfg), Challenges: challengeLimiter()}
 	return nil
 }
 
@@ -168,6 +169,7 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
 		MaxDevices: maxDevices, ActivationTTL: activationTTL(cfg), Now: time.Now,
 		RefreshTokens: refreshTokens, RefreshLifetime: refreshLifetime(cfg),
+		ChallengeLifetime: cfg.ChallengeLifetime, StepUpMaxAge: cfg.StepUpMaxAge,
 	}, nil
 }
 
@@ -364,6 +366,13 @@ func codeLimiter(cfg config.Config) *ratelimit.Limiter {
 		total = 1200
 	}
 	return ratelimit.New(rate.Limit(float64(perIP)/60), max(5, perIP/4), rate.Limit(float64(total)/60), max(5, total/4))
+}
+
+// challengeLimiter allows each device key 30 challenges a minute (a burst
+// of 10): far more than a person confirms, few enough that no device can
+// fill the event log with them. The total is left to capacity.
+func challengeLimiter() *ratelimit.Limiter {
+	return ratelimit.New(rate.Limit(30.0/60), 10, rate.Inf, 0)
 }
 
 // sweepUnfinishedDevices revokes, once a minute, devices that did not set

@@ -47,6 +47,10 @@ type State struct {
 	Failures      int
 	LastAttemptAt time.Time
 	HasBiometric  bool
+	// BiometricJKT and BiometricJWK are the biometric key (RFC 7638
+	// thumbprint and public JWK), set while HasBiometric.
+	BiometricJKT string
+	BiometricJWK map[string]any
 }
 
 // Fold builds a device's state from its events (in version order). A
@@ -94,11 +98,11 @@ func (s *State) apply(ev eventstore.Event, payload any) {
 			s.Status, s.LockReason, s.Failures = Active, "", 0
 		}
 	case *events.DeviceBiometricKeyEnrolledV1:
-		s.HasBiometric = true
+		s.HasBiometric, s.BiometricJKT, s.BiometricJWK = true, p.KeyThumbprint, p.PublicKey
 	case *events.DeviceBiometricKeyRemovedV1:
-		s.HasBiometric = false
+		s.HasBiometric, s.BiometricJKT, s.BiometricJWK = false, "", nil
 	case *events.DeviceRevokedV1:
-		s.Status, s.HasBiometric = Revoked, false
+		s.Status, s.HasBiometric, s.BiometricJKT, s.BiometricJWK = Revoked, false, "", nil
 	}
 }
 
@@ -135,6 +139,8 @@ var (
 	ErrUnknown    = errors.New("device unknown")
 	ErrLocked     = errors.New("device locked")
 	ErrNoPasscode = errors.New("device has no passcode")
+	// ErrNoBiometric: no biometric key is enrolled (or it was removed).
+	ErrNoBiometric = errors.New("device has no biometric key")
 )
 
 // ThrottledError says when the next attempt may be evaluated.
@@ -160,6 +166,21 @@ func (s *State) CheckAttempt(now time.Time, p Policy) error {
 		if next := s.LastAttemptAt.Add(wait); now.Before(next) {
 			return &ThrottledError{RetryAfter: next.Sub(now)}
 		}
+	}
+	return nil
+}
+
+// CheckBiometric decides whether the device may sign in with its
+// biometric key now: not revoked, not locked (nor at the failure limit, as
+// a passcode attempt would be), with a biometric key.
+func (s *State) CheckBiometric(p Policy) error {
+	switch {
+	case s == nil || s.Status == Revoked:
+		return ErrUnknown
+	case s.Status == Locked || s.Failures >= p.MaxFailures:
+		return ErrLocked
+	case !s.HasBiometric:
+		return ErrNoBiometric
 	}
 	return nil
 }

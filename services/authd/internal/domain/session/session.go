@@ -17,6 +17,12 @@ import (
 	"strongroom.dev/services/authd/internal/hmackey"
 )
 
+// ACR values of a session's sign-in (CONTRACT.md, Token endpoint).
+const (
+	ACRPasscode  = "urn:strongroom:acr:passcode"
+	ACRBiometric = "urn:strongroom:acr:biometric"
+)
+
 // State is a session folded from its stream.
 type State struct {
 	ID, UserID, DeviceID, ClientID, KeyThumbprint string

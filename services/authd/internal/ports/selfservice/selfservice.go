@@ -35,8 +35,10 @@ type API struct {
 	App    *app.Service
 	Models projection.Reader
 	Codes  *ratelimit.Limiter
-	Log    *slog.Logger
-	Now    func() time.Time
+	// Challenges limits challenges per device key (nil: unlimited).
+	Challenges *ratelimit.Limiter
+	Log        *slog.Logger
+	Now        func() time.Time
 }
 
 // Routes registers the /v1 endpoints on the public mux.
@@ -46,6 +48,9 @@ func (a *API) Routes(public oauth.Mux) {
 	public.HandleFunc("GET /v1/sessions", a.sessions)
 	public.HandleFunc("DELETE /v1/sessions/{sid}", a.signOut)
 	public.HandleFunc("DELETE /v1/devices/{device_id}", a.removeDevice)
+	public.HandleFunc("PUT /v1/devices/{device_id}/biometric-key", a.enrollBiometricKey)
+	public.HandleFunc("DELETE /v1/devices/{device_id}/biometric-key", a.removeBiometricKey)
+	public.HandleFunc("POST "+oauth.PathChallenges, a.challenge)
 }
 
 // caller authenticates a /v1 request by its DPoP-bound access token.
