@@ -24,6 +24,30 @@
 //
 // [Verifier.Middleware] wires all of this into an http.Handler; see the
 // example.
+//
+// # Payments: dynamic linking
+//
+// A token from a biometric sign-in in which the user confirmed a payment
+// carries it in authorization_details (RFC 9396): the same JSON values the
+// app showed in the biometric prompt and the biometric key signed. Such a
+// token has no refresh token and lives only as long as its access token. An
+// API that executes payments (PSD2 strong customer authentication with
+// dynamic linking, RTS Art. 5) checks, after Verify or Middleware:
+//
+//   - Token.ACR is "urn:strongroom:acr:biometric": a passcode token, or
+//     any token without authorization_details, confirms no payment;
+//   - Token.Payments returns without error (an error means details this
+//     package does not know: refuse, never skip them) and exactly the
+//     payment the request asks for: the same amount, currency, creditor
+//     name and IBAN, and reference. Amount is a decimal string ("249.90");
+//     compare it as the API formats its own amount, or as an exact decimal,
+//     never as a float. Any difference means the user confirmed another
+//     payment: refuse it (HTTP 403), do not execute the one in the request;
+//   - the confirmation is used once: the token may be presented again with
+//     a fresh proof until it expires, so record Token.JTI with the executed
+//     payment and refuse a second payment under the same jti.
+//
+// See ExampleToken_Payments.
 package rsverify
 
 import (
@@ -40,6 +64,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"strongroom.dev/api/authzdetails"
 	"strongroom.dev/services/dpop"
 )
 
@@ -145,9 +170,11 @@ type Token struct {
 	AMR                                         []string
 	Audience                                    []string
 	AuthTime, IssuedAt, ExpiresAt               time.Time // AuthTime is zero when absent
-	// AuthorizationDetails is the raw RFC 9396 array, nil if absent. It is
-	// left raw so the API can decode the detail types it knows (e.g. a
-	// payment) into its own structs.
+	// AuthorizationDetails is the raw RFC 9396 array (what the user
+	// confirmed with a biometric sign-in), nil if absent. A token whose
+	// authorization_details is not a JSON array is refused. Payments decodes
+	// Strongroom's payment type; the raw form lets an API decode types it
+	// knows into its own structs.
 	AuthorizationDetails json.RawMessage
 	// Claims holds all claims. Numbers are json.Number, so that integers
 	// (amounts, dates) keep their exact value.
@@ -162,6 +189,23 @@ func (t *Token) HasScope(scope string) bool {
 		}
 	}
 	return false
+}
+
+// Payments returns the payments the user confirmed, parsed and checked with
+// authzdetails.Parse (the rules authd applied before issuing the token), in
+// the order they were signed. It returns nil, nil when the token carries no
+// authorization_details. An error wraps authzdetails.ErrInvalid: the token
+// carries details of a type or shape this package does not know, and an API
+// must refuse the payment rather than ignore them.
+func (t *Token) Payments() ([]authzdetails.Payment, error) {
+	if t.AuthorizationDetails == nil {
+		return nil, nil
+	}
+	d, err := authzdetails.Parse(t.AuthorizationDetails)
+	if err != nil {
+		return nil, err
+	}
+	return d.Payments, nil
 }
 
 // New checks c, discovers the JWKS URL (unless c.JWKSURL is set) and fetches

@@ -15,6 +15,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"strongroom.dev/api/authzdetails"
 	"strongroom.dev/services/dpop"
 	"strongroom.dev/services/rsverify"
 )
@@ -209,7 +211,10 @@ func newFixture(t testing.TB, mod ...func(*rsverify.Config)) *fixture {
 	return f
 }
 
-var paymentDetails = json.RawMessage(`[{"type":"payment","amount":"12.50","currency":"EUR","creditor":"ACME Ltd"}]`)
+// paymentDetails is what authd puts in a token after a biometric sign-in
+// in which the user confirmed a payment: authzdetails' payment type.
+var paymentDetails = json.RawMessage(`[{"type":"payment","amount":"12.50","currency":"EUR",` +
+	`"creditor":{"name":"ACME Ltd","iban":"DE89370400440532013000"},"reference":"INV-2027-0042"}]`)
 
 func (f *fixture) claims() map[string]any {
 	now := f.clock.Now()
@@ -421,6 +426,8 @@ func TestVerifyRefuses(t *testing.T) {
 		withClaims("missing cnf", with(good, "cnf", nil)),
 		withClaims("cnf without jkt", with(good, "cnf", map[string]any{"jwk": ecJWK(&f.device.PublicKey)})),
 		withClaims("authorization_details not an array", with(good, "authorization_details", map[string]any{"type": "payment"})),
+		withClaims("authorization_details a string", with(good, "authorization_details", string(paymentDetails))),
+		withClaims("authorization_details null", with(good, "authorization_details", json.RawMessage("null"))),
 		withClaims("amr not an array", with(good, "amr", "pin")),
 		mk("unknown kid", unknownKid, rsverify.ErrInvalidToken),
 		mk("no kid", rawToken(map[string]any{"alg": "ES256", "typ": "at+jwt"}, good, zeroSig), rsverify.ErrInvalidToken),
@@ -474,6 +481,9 @@ func TestVerifyRefuses(t *testing.T) {
 		"wrong htu":                           "htu does not match",
 		"wrong htm":                           "htm does not match",
 		"proof iat stale":                     "iat is too old",
+		"authorization_details not an array":  "authorization_details is not an array",
+		"authorization_details a string":      "authorization_details is not an array",
+		"authorization_details null":          "authorization_details is not an array",
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -510,6 +520,78 @@ func TestVerifyRefuses(t *testing.T) {
 			}
 			if want, ok := reasons[c.name]; ok && !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q, want the reason %q", err, want)
+			}
+		})
+	}
+}
+
+func TestTokenPayments(t *testing.T) {
+	f := newFixture(t)
+	verify := func(t *testing.T, claims map[string]any) *rsverify.Token {
+		t.Helper()
+		tok := f.token(t, claims)
+		got, err := f.v.Verify(request("GET", apiURL, "DPoP "+tok, f.proof(t, f.device, "GET", apiURL, tok, f.clock.Now())))
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		return got
+	}
+
+	t.Run("details", func(t *testing.T) {
+		// Two payments, in the order the user confirmed them.
+		details := json.RawMessage(`[{"type":"payment","amount":"249.90","currency":"EUR",` +
+			`"creditor":{"name":"Électricité du Nord","iban":"FR1420041010050500013M02606"},"reference":"Facture 2027-03"},` +
+			`{"type":"payment","amount":"1","currency":"CHF","creditor":{"name":"Bäckerei"}}]`)
+		tok := verify(t, with(f.claims(), "authorization_details", details))
+		if string(tok.AuthorizationDetails) != string(details) {
+			t.Errorf("AuthorizationDetails = %s, want %s", tok.AuthorizationDetails, details)
+		}
+		got, err := tok.Payments()
+		if err != nil {
+			t.Fatalf("Payments: %v", err)
+		}
+		want := []authzdetails.Payment{
+			{Type: "payment", Amount: "249.90", Currency: "EUR", Reference: "Facture 2027-03",
+				Creditor: authzdetails.Creditor{Name: "Électricité du Nord", IBAN: "FR1420041010050500013M02606"}},
+			{Type: "payment", Amount: "1", Currency: "CHF", Creditor: authzdetails.Creditor{Name: "Bäckerei"}},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Payments = %+v, want %+v", got, want)
+		}
+	})
+
+	t.Run("fixture", func(t *testing.T) {
+		got, err := verify(t, f.claims()).Payments()
+		if err != nil || len(got) != 1 || got[0].Amount != "12.50" || got[0].Creditor.IBAN != "DE89370400440532013000" {
+			t.Errorf("Payments = %+v, %v", got, err)
+		}
+	})
+
+	t.Run("absent", func(t *testing.T) {
+		tok := verify(t, with(f.claims(), "authorization_details", nil))
+		got, err := tok.Payments()
+		if tok.AuthorizationDetails != nil || got != nil || err != nil {
+			t.Errorf("AuthorizationDetails %s, Payments %+v, %v; want nil, nil, nil", tok.AuthorizationDetails, got, err)
+		}
+	})
+
+	// An array the token verification accepts (it is an array) but that
+	// is not a valid payment list: Payments refuses it rather than
+	// returning the entries it understands.
+	for name, details := range map[string]string{
+		"empty array":        `[]`,
+		"unknown type":       `[{"type":"account_information","actions":["read"]}]`,
+		"creditor a string":  `[{"type":"payment","amount":"12.50","currency":"EUR","creditor":"ACME Ltd"}]`,
+		"unknown member":     `[{"type":"payment","amount":"12.50","currency":"EUR","creditor":{"name":"ACME"},"fee":"0"}]`,
+		"amount as a number": `[{"type":"payment","amount":12.5,"currency":"EUR","creditor":{"name":"ACME"}}]`,
+		"payment and other": `[{"type":"payment","amount":"12.50","currency":"EUR","creditor":{"name":"ACME"}},` +
+			`{"type":"other"}]`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := verify(t, with(f.claims(), "authorization_details", json.RawMessage(details)))
+			got, err := tok.Payments()
+			if !errors.Is(err, authzdetails.ErrInvalid) || got != nil {
+				t.Errorf("Payments = %+v, %v; want nil, authzdetails.ErrInvalid", got, err)
 			}
 		})
 	}

@@ -3,7 +3,9 @@
 // office issues an activation code, the app enrolls its device key, seals
 // its passcode with HPKE, signs in with the passcode grant and a DPoP-bound
 // token, lists its sessions, and the suspicion mode answers wrong passcodes.
-// Every step is printed.
+// Then the app enrolls a biometric key, signs in with it, and confirms a
+// payment with it; a payment API verifies the payment token with rsverify
+// and executes only the payment the user confirmed. Every step is printed.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -27,7 +30,10 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"strongroom.dev/api/authzdetails"
 	"strongroom.dev/services/authd/mobileclient"
+	"strongroom.dev/services/dpop"
+	"strongroom.dev/services/rsverify"
 )
 
 func main() {
@@ -165,7 +171,54 @@ func run(ctx context.Context, issuer, admin, pin, secret string, manifest map[st
 		detail("attempt %d: %v", i, err)
 	}
 
-	step(8, "The back office reads the user's audit trail straight from the event log")
+	step(8, "The app enrolls a biometric key (PUT /v1/devices/{id}/biometric-key) with the passcode token of step 4")
+	if err := app.EnrollBiometric(ctx, tok, nil); err != nil {
+		return fmt.Errorf("enroll biometric: %w", err)
+	}
+	detail("biometric key %s: its own key, usable only after the biometric prompt; the sign-in must be a passcode one at most 5 minutes old",
+		dpop.Thumbprint(&app.BiometricKey.PublicKey))
+
+	step(9, "Sign in with the biometric-signature grant: a challenge, signed by the biometric key after the prompt")
+	bio, err := app.SignInBiometric(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("biometric sign in: %w", err)
+	}
+	claims = jwtClaims(bio.AccessToken)
+	cnf, _ = claims["cnf"].(map[string]any)
+	detail("acr %v, amr %v", claims["acr"], claims["amr"])
+	detail("DPoP-bound to the device key: %v (cnf.jkt %v), refresh token: %v", cnf["jkt"] == app.KeyThumbprint(), cnf["jkt"], bio.RefreshToken != "")
+
+	step(10, "Confirm a payment: the prompt shows it, the biometric key signs it as authorization_details (RFC 9396)")
+	payment := authzdetails.Payment{Type: authzdetails.TypePayment, Amount: "249.90", Currency: "EUR",
+		Creditor:  authzdetails.Creditor{Name: "Stadtwerke Musterstadt", IBAN: "DE89370400440532013000"},
+		Reference: "Invoice 2027-0315"}
+	details := []authzdetails.Payment{payment}
+	pay, err := app.SignInBiometric(ctx, details)
+	if err != nil {
+		return fmt.Errorf("biometric sign in with a payment: %w", err)
+	}
+	signed, _ := json.Marshal(details)
+	inToken := rawClaim(pay.AccessToken, "authorization_details")
+	claims = jwtClaims(pay.AccessToken)
+	detail("acr %v, expires_in %ds, refresh token: %v (the confirmation does not outlive this token)", claims["acr"], pay.ExpiresIn, pay.RefreshToken != "")
+	detail("authorization_details %s", inToken)
+	detail("the values the biometric key signed: %v", sameJSON(signed, inToken))
+
+	step(11, "A payment API verifies the request with rsverify and executes only the payment the user confirmed")
+	api, err := paymentAPI(ctx, hc, issuer)
+	if err != nil {
+		return err
+	}
+	detail("checks: token and DPoP proof (rsverify), acr biometric, authorization_details = the order, one payment per token")
+	order := payment
+	detail("order %s %s to %s: %s", order.Amount, order.Currency, order.Creditor.Name, api.pay(app, pay.AccessToken, order))
+	detail("the same order again: %s", api.pay(app, pay.AccessToken, order))
+	order.Amount = "2499.00"
+	detail("order %s %s to %s: %s", order.Amount, order.Currency, order.Creditor.Name, api.pay(app, pay.AccessToken, order))
+	detail("the order with the biometric token of step 9 (no details): %s", api.pay(app, bio.AccessToken, payment))
+	detail("the order with the passcode token of step 6: %s", api.pay(app, next.AccessToken, payment))
+
+	step(12, "The back office reads the user's audit trail straight from the event log")
 	trail, err := auditTrail(ctx, hc, admin, bo, "demo-user")
 	if err != nil {
 		return err
@@ -175,6 +228,76 @@ func run(ctx context.Context, issuer, admin, pin, secret string, manifest map[st
 	}
 	fmt.Println("\nDone: every step above is an event in the log.")
 	return nil
+}
+
+// ACRBiometric is the acr of a biometric sign-in.
+const ACRBiometric = "urn:strongroom:acr:biometric"
+
+// demoPaymentAPI stands in for a bank's payment API. Dev mode's mobile-app
+// tokens are for <issuer>/v1, so it serves that audience.
+type demoPaymentAPI struct {
+	handler  http.Handler
+	resource string
+	executed map[string]bool // jti of tokens that paid: a unique key in the payments table, in production
+}
+
+// paymentAPI verifies requests with rsverify (JWKS from the issuer's
+// metadata, over the pinned client) and executes a payment only when the
+// token's acr is biometric and its authorization_details name exactly the
+// payment ordered (PSD2 dynamic linking), once per token.
+func paymentAPI(ctx context.Context, hc *http.Client, issuer string) (*demoPaymentAPI, error) {
+	resource := issuer + "/v1"
+	verifier, err := rsverify.New(ctx, rsverify.Config{
+		Issuer: issuer, Audience: resource, HTTPClient: hc,
+		// The URL the app calls, from configuration (here: on authd's origin).
+		ExternalURL: func(r *http.Request) string { return issuer + r.URL.EscapedPath() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("payment API: %w", err)
+	}
+	api := &demoPaymentAPI{resource: resource, executed: map[string]bool{}}
+	api.handler = verifier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := rsverify.FromContext(r.Context())
+		var order authzdetails.Payment
+		if err := json.NewDecoder(r.Body).Decode(&order); err != nil {
+			http.Error(w, "bad payment order", http.StatusBadRequest)
+			return
+		}
+		order.Type = authzdetails.TypePayment
+		confirmed, err := tok.Payments()
+		switch {
+		case tok.ACR != ACRBiometric:
+			http.Error(w, "a payment needs a biometric confirmation", http.StatusForbidden)
+		case err != nil || len(confirmed) != 1 || confirmed[0] != order:
+			http.Error(w, "the user did not confirm this payment", http.StatusForbidden)
+		case api.executed[tok.JTI]:
+			http.Error(w, "this confirmation was used already", http.StatusConflict)
+		default:
+			api.executed[tok.JTI] = true
+			p := confirmed[0]
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, "paid; the token (%s) confirms %s %s to %s (%s), reference %q",
+				tok.ACR, p.Amount, p.Currency, p.Creditor.Name, p.Creditor.IBAN, p.Reference)
+		}
+	}))
+	return api, nil
+}
+
+// pay sends a payment order as the app does: the token, and a fresh DPoP
+// proof by the device key. It returns the API's answer.
+func (a *demoPaymentAPI) pay(app *mobileclient.Client, token string, order authzdetails.Payment) string {
+	u := a.resource + "/payments"
+	body, _ := json.Marshal(order)
+	proof, err := dpop.NewProof(app.DeviceKey, http.MethodPost, u, "", token, time.Now())
+	if err != nil {
+		return err.Error()
+	}
+	req := httptest.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	req.Header.Set("Authorization", "DPoP "+token)
+	req.Header.Set("DPoP", proof)
+	rec := httptest.NewRecorder()
+	a.handler.ServeHTTP(rec, req)
+	return fmt.Sprintf("%d %s", rec.Code, strings.TrimSpace(rec.Body.String()))
 }
 
 func backOfficeToken(ctx context.Context, hc *http.Client, issuer, secret string) (string, error) {
@@ -252,4 +375,22 @@ func jwtClaims(token string) map[string]any {
 	var m map[string]any
 	_ = json.Unmarshal(raw, &m)
 	return m
+}
+
+// rawClaim returns one claim of a JWT as it is in the token.
+func rawClaim(token, name string) json.RawMessage {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &m)
+	return m[name]
+}
+
+// sameJSON reports whether a and b are the same JSON, whitespace aside.
+func sameJSON(a, b []byte) bool {
+	var ca, cb bytes.Buffer
+	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
 }

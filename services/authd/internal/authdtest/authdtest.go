@@ -89,6 +89,9 @@ type Options struct {
 	// CodeAttemptsPerIP overrides the activation-code limit (tests run
 	// from one address; the default here is generous).
 	CodeAttemptsPerIP int
+	// ChallengesPerMinute overrides the per-device-key limit (the default
+	// here is generous, for benchmarks).
+	ChallengesPerMinute int
 	// ChallengeLifetime and StepUpMaxAge override the biometric defaults
 	// (60 s, 5 minutes), so tests can see them end.
 	ChallengeLifetime, StepUpMaxAge time.Duration
@@ -126,6 +129,10 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	cfg.PasscodeBackoff = o.PasscodeBackoff
 	cfg.ChallengeLifetime, cfg.StepUpMaxAge = o.ChallengeLifetime, o.StepUpMaxAge
+	cfg.ChallengesPerMinute = 1_000_000
+	if o.ChallengesPerMinute > 0 {
+		cfg.ChallengesPerMinute = o.ChallengesPerMinute
+	}
 	cfg.CodeAttemptsPerIP, cfg.CodeAttemptsTotal = 6000, 60000
 	if o.CodeAttemptsPerIP > 0 {
 		cfg.CodeAttemptsPerIP = o.CodeAttemptsPerIP

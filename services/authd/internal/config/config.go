@@ -84,6 +84,8 @@ type Config struct {
 	ActivationCodeLifetime time.Duration
 	// ChallengeLifetime is how long a biometric challenge may be answered.
 	ChallengeLifetime time.Duration
+	// ChallengesPerMinute limits the challenges one device key may ask for.
+	ChallengesPerMinute int
 	// StepUpMaxAge is how recent a passcode sign-in must be for its token
 	// to enroll a biometric key.
 	StepUpMaxAge time.Duration

@@ -57,7 +57,7 @@ func TestLoad(t *testing.T) {
 					Listen: "127.0.0.1:8443", AdminListen: "127.0.0.1:8444", Dev: true,
 					Issuer: "https://127.0.0.1:8443", AdminURL: "https://127.0.0.1:8444", LogLevel: slog.LevelInfo,
 					ShutdownTimeout: 20 * time.Second, AccessTokenLifetime: 5 * time.Minute, RefreshTokenLifetime: 30 * time.Minute,
-					PasscodeBackoff: 30 * time.Second, ActivationCodeLifetime: 24 * time.Hour, ChallengeLifetime: time.Minute, StepUpMaxAge: 5 * time.Minute, MaxDevices: 5, CodeAttemptsPerIP: 20, CodeAttemptsTotal: 1200,
+					PasscodeBackoff: 30 * time.Second, ActivationCodeLifetime: 24 * time.Hour, ChallengeLifetime: time.Minute, ChallengesPerMinute: 30, StepUpMaxAge: 5 * time.Minute, MaxDevices: 5, CodeAttemptsPerIP: 20, CodeAttemptsTotal: 1200,
 					DevStateDir: "/home/dev/.config/strongroom",
 				}
 				if c != want {

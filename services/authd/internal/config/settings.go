@@ -219,6 +219,19 @@ var settings = []setting{
 		},
 	},
 	{
+		Name: "ChallengesPerMinute", Flag: "challenges-per-minute", Env: "STRONGROOM_CHALLENGES_PER_MINUTE", Default: "30",
+		DefaultDoc: "`30`",
+		Meaning:    "biometric challenges one device key may ask for per minute, in bursts of up to a third of it (per replica)",
+		apply: func(c *Config, raw string) error {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > 1_000_000 {
+				return errors.New("want 1 to 1000000")
+			}
+			c.ChallengesPerMinute = n
+			return nil
+		},
+	},
+	{
 		Name: "StepUpMaxAge", Flag: "step-up-max-age", Env: "STRONGROOM_STEP_UP_MAX_AGE", Default: "5m",
 		DefaultDoc: "`5m`",
 		Meaning:    "how recent (auth_time) the passcode sign-in of a token must be to enroll a biometric key (1s to 5m)",

@@ -108,7 +108,7 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	a.Devices = devices
 	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
 	a.SelfService = &selfservice.API{OAuth: a.OAuth, App: devices, Models: a.ReadModels, Log: a.log, Now: time.Now,
-		Codes: codeLimiter(cfg), Challenges: challengeLimiter()}
+		Codes: codeLimiter(cfg), Challenges: challengeLimiter(cfg)}
 	return nil
 }
 
@@ -368,11 +368,16 @@ func codeLimiter(cfg config.Config) *ratelimit.Limiter {
 	return ratelimit.New(rate.Limit(float64(perIP)/60), max(5, perIP/4), rate.Limit(float64(total)/60), max(5, total/4))
 }
 
-// challengeLimiter allows each device key 30 challenges a minute (a burst
-// of 10): far more than a person confirms, few enough that no device can
-// fill the event log with them. The total is left to capacity.
-func challengeLimiter() *ratelimit.Limiter {
-	return ratelimit.New(rate.Limit(30.0/60), 10, rate.Inf, 0)
+// challengeLimiter allows each device key 30 challenges a minute by
+// default, in bursts of a third of that: far more than a person confirms,
+// few enough that no device can fill the event log with them. The total is
+// left to capacity.
+func challengeLimiter(cfg config.Config) *ratelimit.Limiter {
+	perMinute := cfg.ChallengesPerMinute
+	if perMinute == 0 {
+		perMinute = 30
+	}
+	return ratelimit.New(rate.Limit(float64(perMinute)/60), max(1, perMinute/3), rate.Inf, 0)
 }
 
 // sweepUnfinishedDevices revokes, once a minute, devices that did not set

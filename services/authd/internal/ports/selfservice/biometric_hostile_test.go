@@ -315,3 +315,30 @@ func TestBiometricChallengeIsUsedOnce(t *testing.T) {
 		t.Fatalf("%d biometric sessions started, want 1", started)
 	}
 }
+
+// TestChallengesAreRateLimitedPerDeviceKey: a device key that asks for
+// challenges faster than the limit gets 429 with Retry-After and no
+// challenge (nothing appended); another device is not affected.
+func TestChallengesAreRateLimitedPerDeviceKey(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{ChallengesPerMinute: 6}) // a burst of 2
+	ctx := context.Background()
+	app, _ := biometricApp(t, s, "eager")
+	other, _ := biometricApp(t, s, "patient")
+	for i := range 2 {
+		if _, err := app.Challenge(ctx); err != nil {
+			t.Fatalf("challenge %d within the burst: %v", i, err)
+		}
+	}
+	before := head(t, s)
+	_, err := app.Challenge(ctx)
+	var e *mobileclient.Error
+	if !errorAs(err, &e) || e.Status != http.StatusTooManyRequests || e.Code != "rate_limited" || e.RetryAfter <= 0 {
+		t.Fatalf("a challenge beyond the burst: %v", err)
+	}
+	if head(t, s) != before {
+		t.Fatal("a refused challenge was appended")
+	}
+	if _, err := other.SignInBiometric(ctx, nil); err != nil {
+		t.Fatalf("another device: %v", err)
+	}
+}
