@@ -29,14 +29,14 @@
 //
 // A token from a biometric sign-in in which the user confirmed a payment
 // carries it in authorization_details (RFC 9396): the same JSON values the
-// app showed in the biometric prompt and the biometric key signed. Such a
-// token has no refresh token and lives only as long as its access token. An
+// app showed in the biometric prompt and the biometric key signed. It comes
+// without a refresh token: the confirmation ends when the token expires. An
 // API that executes payments (PSD2 strong customer authentication with
 // dynamic linking, RTS Art. 5) checks, after Verify or Middleware:
 //
-//   - Token.ACR is "urn:strongroom:acr:biometric": a passcode token, or
+//   - [Token].ACR is "urn:strongroom:acr:biometric": a passcode token, or
 //     any token without authorization_details, confirms no payment;
-//   - Token.Payments returns without error (an error means details this
+//   - [Token.Payments] returns without error (an error means details this
 //     package does not know: refuse, never skip them) and exactly the
 //     payment the request asks for: the same amount, currency, creditor
 //     name and IBAN, and reference. Amount is a decimal string ("249.90");
@@ -44,7 +44,7 @@
 //     never as a float. Any difference means the user confirmed another
 //     payment: refuse it (HTTP 403), do not execute the one in the request;
 //   - the confirmation is used once: the token may be presented again with
-//     a fresh proof until it expires, so record Token.JTI with the executed
+//     a fresh proof until it expires, so record [Token].JTI with the executed
 //     payment and refuse a second payment under the same jti.
 //
 // See ExampleToken_Payments.

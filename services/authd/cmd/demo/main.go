@@ -346,7 +346,7 @@ func auditTrail(ctx context.Context, hc *http.Client, admin, token, user string)
 	}
 	var lines []string
 	for _, e := range out.Events {
-		lines = append(lines, fmt.Sprintf("%-28s by %s %s", e.Type, e.Actor.Kind, e.Actor.ID))
+		lines = append(lines, fmt.Sprintf("%-30s by %s %s", e.Type, e.Actor.Kind, e.Actor.ID))
 	}
 	return lines, nil
 }

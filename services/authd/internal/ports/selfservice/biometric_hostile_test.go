@@ -168,7 +168,7 @@ func TestBiometricRefusals(t *testing.T) {
 }
 
 // TestBiometricChallengeExpires: a challenge answered after its lifetime
-// is refused, and the log does not move.
+// is refused, and the log does not move; a revoked device gets nothing.
 func TestBiometricChallengeExpires(t *testing.T) {
 	s := authdtest.Start(t, authdtest.Options{ChallengeLifetime: time.Second})
 	ctx := context.Background()
@@ -192,6 +192,34 @@ func TestBiometricChallengeExpires(t *testing.T) {
 	if head(t, s) != before {
 		t.Fatal("the refusal moved the log")
 	}
+
+	// A revoked device: an assertion made before its removal is refused
+	// like an unknown device's, and so is a challenge.
+	ch, err = app.Challenge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = app.Assertion(ch.Value, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.RemoveDevice(ctx, passTok(t, app), app.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.GrantBiometric(ctx, a); mobileclient.Code(err) != "device_unknown" {
+		t.Fatalf("a revoked device's assertion: %v", err)
+	}
+	if _, err := app.Challenge(ctx); mobileclient.Code(err) != "device_unknown" {
+		t.Fatalf("a revoked device's challenge: %v", err)
+	}
+}
+
+func passTok(t *testing.T, app *mobileclient.Client) *mobileclient.Tokens {
+	t.Helper()
+	tok, err := app.SignIn(context.Background(), "123456")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func lock(t *testing.T, s *authdtest.Server, deviceID string) {
@@ -340,5 +368,48 @@ func TestChallengesAreRateLimitedPerDeviceKey(t *testing.T) {
 	}
 	if _, err := other.SignInBiometric(ctx, nil); err != nil {
 		t.Fatalf("another device: %v", err)
+	}
+}
+
+// TestBiometricInDevMode: dev mode's in-memory store keeps the same
+// promises: a biometric sign-in and a confirmed payment work, and of 20
+// concurrent grants with one challenge exactly one gets a token.
+func TestBiometricInDevMode(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{Memory: true})
+	ctx := context.Background()
+	app, _ := biometricApp(t, s, "dev")
+	tok, err := app.SignInBiometric(ctx, payment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !jsonEqual(claimsOf(t, tok.AccessToken)["authorization_details"], payment) || tok.RefreshToken != "" {
+		t.Fatalf("payment token: %s, refresh %q", claimsOf(t, tok.AccessToken)["authorization_details"], tok.RefreshToken)
+	}
+	ch, err := app.Challenge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := *app // one client per request: its nonce is its own
+			a, err := c.Assertion(ch.Value, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, err = c.GrantBiometric(ctx, a)
+			mu.Lock()
+			codes[mobileclient.Code(err)]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[""] != 1 || codes["challenge_invalid"] != 19 {
+		t.Fatalf("outcomes %v, want one token and 19 challenge_invalid", codes)
 	}
 }

@@ -39,6 +39,29 @@ func TestNoPasscodeCodeOrTokenLeaks(t *testing.T) {
 	if err := app.SetPasscode(ctx, newPasscode, resetCode); err != nil {
 		t.Fatal(err)
 	}
+	// The biometric side: a key, a confirmed payment, a refused assertion.
+	fresh, err := app.SignIn(ctx, newPasscode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.EnrollBiometric(ctx, fresh, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := app.Challenge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := app.Assertion(ch.Value, payment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.GrantBiometric(ctx, paid[:len(paid)-4]+"AAAA"); mobileclient.Code(err) != "assertion_invalid" {
+		t.Fatalf("a broken assertion: %v", err)
+	}
+	payTok, err := app.GrantBiometric(ctx, paid)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var out strings.Builder
 	out.WriteString(s.Logs.String())
@@ -62,7 +85,7 @@ func TestNoPasscodeCodeOrTokenLeaks(t *testing.T) {
 		pos = evs[len(evs)-1].Position
 	}
 	all := out.String()
-	if !strings.Contains(all, "device.passcode_set") {
+	if !strings.Contains(all, "device.passcode_set") || !strings.Contains(all, "challenge.consumed") {
 		t.Fatal("the events were not captured: the search would prove nothing")
 	}
 	for name, secret := range map[string]string{
@@ -71,6 +94,12 @@ func TestNoPasscodeCodeOrTokenLeaks(t *testing.T) {
 		// The refresh token's session id is public; its secret and tag
 		// are not.
 		"refresh token": tok.RefreshToken, "refresh token secret and tag": tok.RefreshToken[strings.IndexByte(tok.RefreshToken, '.')+1:],
+		// What a user confirms is personal data of a third party: the log
+		// keeps only its digest. The assertion and its challenge stay out
+		// too (the challenge's stream id is a hash of it).
+		"payment token": payTok.AccessToken, "creditor": "Müller", "IBAN": "DE89370400440532013000",
+		"payment reference": "Invoice 2026-117", "assertion signature": paid[strings.LastIndexByte(paid, '.')+1:],
+		"challenge": ch.Value,
 	} {
 		if strings.Contains(all, secret) || strings.Contains(strings.ToLower(all), strings.ToLower(secret)) {
 			t.Errorf("the %s appears in authd's output", name)
