@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -211,19 +212,24 @@ func duplicateMembers(raw json.RawMessage) error {
 }
 
 // text reports whether s is printable text of at most MaxText characters
-// (and not empty, when required).
+// (and not empty, when required). Control characters, line and paragraph
+// separators and every format character (Unicode Cf: bidirectional marks,
+// overrides and isolates, zero-width characters, the BOM) are refused: they
+// could show the user one creditor and an API another, or make two names
+// that look alike compare different.
 func text(s string, required bool) bool {
 	n := utf8.RuneCountInString(s)
 	if n > MaxText || (required && n == 0) {
 		return false
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029 || r == 0xfeff {
+		switch {
+		case unicode.IsControl(r), unicode.Is(unicode.Cf, r), unicode.Is(unicode.Zl, r), unicode.Is(unicode.Zp, r):
 			return false
-		}
-		if r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 {
-			// Bidirectional overrides could show the user one creditor
-			// and an API another.
+		case r == utf8.RuneError:
+			// encoding/json reads a lone surrogate escape ("\ud800") as
+			// U+FFFD while Raw keeps the escape, which another reader
+			// keeps or refuses: Raw would not be the value checked.
 			return false
 		}
 	}

@@ -7,7 +7,6 @@
 package assertion
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"encoding/base64"
 	"encoding/json"
@@ -97,11 +96,13 @@ func Parse(compact string) (*Assertion, error) {
 			return nil, invalid("the header may hold only alg, typ and kid")
 		}
 	}
-	var peek struct {
-		Nonce string `json:"nonce"`
+	// The same reading Verify gives the claim: exactly "nonce".
+	var peek map[string]json.RawMessage
+	var nonce string
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &peek) == nil {
+		_ = json.Unmarshal(peek["nonce"], &nonce)
 	}
-	_ = json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &peek)
-	return &Assertion{jws: jws, Nonce: peek.Nonce}, nil
+	return &Assertion{jws: jws, Nonce: nonce}, nil
 }
 
 // Expect is what a verified assertion must say.
@@ -123,8 +124,7 @@ func (a *Assertion) Verify(key *ecdsa.PublicKey, e Expect) (*Claims, error) {
 		return nil, invalid("the signature does not verify with the biometric key")
 	}
 	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&raw); err != nil || raw == nil || dec.More() {
+	if err := json.Unmarshal(payload, &raw); err != nil || raw == nil { // Unmarshal refuses trailing data
 		return nil, invalid("the claims are not a JSON object")
 	}
 	c := &Claims{}
