@@ -11,8 +11,8 @@ import (
 )
 
 // FuzzTokenRequest throws arbitrary bodies, content types and headers at
-// the token and revocation endpoints: every answer is a 4xx (or a token
-// for a genuinely valid request), never a 5xx or a panic.
+// the token, revocation and challenge endpoints: every answer is a 4xx (or
+// a token for a genuinely valid request), never a 5xx or a panic.
 func FuzzTokenRequest(f *testing.F) {
 	s := authdtest.Start(f, authdtest.Options{Memory: true})
 	public, admin := http.NewServeMux(), http.NewServeMux()
@@ -22,12 +22,14 @@ func FuzzTokenRequest(f *testing.F) {
 	f.Add("grant_type=client_credentials", "application/x-www-form-urlencoded", good, "")
 	f.Add("grant_type=client_credentials&scope=strongroom:admin&resource=x", "application/x-www-form-urlencoded", good, d.Proof(f, "POST", s.PublicURL+"/oauth2/token", "", ""))
 	f.Add("grant_type=urn:strongroom:params:oauth:grant-type:passcode&device_id=d&passcode_sealed=x", "application/x-www-form-urlencoded; charset=utf-8", "", "x.y.z")
+	f.Add("grant_type=urn:strongroom:params:oauth:grant-type:biometric-signature&client_id=mobile-app&device_id=d&assertion=eyJhbGciOiJub25lIn0.e30.", "application/x-www-form-urlencoded", "", d.Proof(f, "POST", s.PublicURL+"/oauth2/token", "", ""))
+	f.Add(`{"device_id":"d"}`, "application/json", "", d.Proof(f, "POST", s.PublicURL+"/v1/challenges", "", ""))
 	f.Add("%zz=1&&=&grant_type", "application/x-www-form-urlencoded", "Basic !!!", "")
 	f.Add(`{"grant_type":"client_credentials"}`, "application/json", good, "")
 	f.Add("token=abc&token_type_hint=access_token", "application/x-www-form-urlencoded", good, "")
 	f.Add("grant_type=client_credentials&client_id=back-office&client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer&client_assertion=eyJhbGciOiJub25lIn0.e30.", "application/x-www-form-urlencoded", "", "")
 	f.Fuzz(func(t *testing.T, body, ctype, auth, proof string) {
-		for _, path := range []string{"/oauth2/token", "/oauth2/revoke"} {
+		for _, path := range []string{"/oauth2/token", "/oauth2/revoke", "/v1/challenges"} {
 			req := httptest.NewRequest(http.MethodPost, s.PublicURL+path, strings.NewReader(body))
 			req.Header.Set("Content-Type", ctype)
 			if auth != "" {
