@@ -90,7 +90,7 @@ func TestBiometricRefusals(t *testing.T) {
 
 	cases := []struct {
 		name, assertion, code string
-		status               int
+		status                int
 	}{
 		{"no assertion", "", "assertion_invalid", 400},
 		{"garbage", "not.a.jws", "assertion_invalid", 400},
