@@ -35,11 +35,49 @@ func (s *Service) sessionRevocations(ctx context.Context, userID, deviceID, reas
 	return out, nil
 }
 
+// revokeLeftovers is the second pass of a lock or revocation, run after
+// it committed: it revokes the device's sessions that are still active.
+// A grant decides before it appends its session, so one that decided just
+// before the lock committed may start its session after the lock listed
+// the sessions to revoke. Every grant checks the device again after its
+// session committed (DeviceSignedIn); between that check and this pass,
+// whose read starts after the lock committed, no session escapes: a grant
+// whose check came before the lock's commit committed its session before
+// this read, and one whose check came after sees the lock.
+func (s *Service) revokeLeftovers(ctx context.Context, userID, deviceID, reason, operator string) error {
+	return retry(func() error {
+		revs, err := s.sessionRevocations(ctx, userID, deviceID, reason, operator)
+		if err != nil || len(revs) == 0 {
+			return err
+		}
+		_, err = s.Events.Append(ctx, revs...)
+		return err
+	})
+}
+
+// DeviceSignedIn is a grant's check after its session committed: if the
+// device was locked or revoked meanwhile, the grant revokes the session it
+// just started and answers device_locked (or device_unknown) instead of a
+// token. See revokeLeftovers for why this closes the race with a lock.
+func (s *Service) DeviceSignedIn(ctx context.Context, deviceID string) error {
+	d, err := s.readDevice(ctx, deviceID)
+	switch {
+	case err != nil:
+		return err
+	case d == nil || d.Status == device.Revoked:
+		return errDeviceUnknown()
+	case d.Status == device.Locked:
+		return errDeviceLocked()
+	}
+	return nil
+}
+
 // LockDevice is the back office's lock: device.locked and the revocation
 // of every session of the device, in one append. A reset never lifts it
 // (CONTRACT.md, Enrollment step 3).
 func (s *Service) LockDevice(ctx context.Context, deviceID, operator, reason string) error {
-	return retry(func() error {
+	var userID string
+	err := retry(func() error {
 		d, err := s.readDevice(ctx, deviceID)
 		if err != nil {
 			return err
@@ -47,6 +85,7 @@ func (s *Service) LockDevice(ctx context.Context, deviceID, operator, reason str
 		if d == nil || d.Status == device.Revoked {
 			return errDeviceUnknown()
 		}
+		userID = d.UserID
 		if d.Status == device.Locked && d.LockReason == device.LockBackOffice {
 			return nil
 		}
@@ -59,12 +98,17 @@ func (s *Service) LockDevice(ctx context.Context, deviceID, operator, reason str
 		_, err = s.Events.Append(ctx, append(appends, revs...)...)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	return s.revokeLeftovers(ctx, userID, deviceID, "device_locked", operator)
 }
 
 // RevokeDevice ends a device: device.revoked, its user's device slot
 // freed, its sessions revoked and its passcode verifier deleted, at once.
 func (s *Service) RevokeDevice(ctx context.Context, deviceID, reason, operator string) error {
-	return retry(func() error {
+	var userID string
+	err := retry(func() error {
 		d, err := s.readDevice(ctx, deviceID)
 		if err != nil {
 			return err
@@ -72,6 +116,7 @@ func (s *Service) RevokeDevice(ctx context.Context, deviceID, reason, operator s
 		if d == nil {
 			return errDeviceUnknown()
 		}
+		userID = d.UserID
 		if d.Status == device.Revoked {
 			return nil
 		}
@@ -82,6 +127,10 @@ func (s *Service) RevokeDevice(ctx context.Context, deviceID, reason, operator s
 		_, err = s.Secrets.AppendWithSecret(ctx, deviceID, nil, appends...)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	return s.revokeLeftovers(ctx, userID, deviceID, "device_revoked", operator)
 }
 
 func (s *Service) revocationAppends(ctx context.Context, d *device.State, reason, operator string) ([]eventstore.Append, error) {

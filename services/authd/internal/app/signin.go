@@ -145,11 +145,13 @@ func (s *Service) verify(ctx context.Context, slot *passcode.Slot, deviceID stri
 func (s *Service) recordFailure(ctx context.Context, deviceID string) error {
 	var remaining int
 	var locked bool
+	var userID string
 	err := retry(func() error {
 		d, err := s.readDevice(ctx, deviceID)
 		if err != nil {
 			return err
 		}
+		userID = d.UserID
 		remaining = d.AttemptsRemaining(s.Policy)
 		devEvents := []eventstore.Pending{{Type: events.DevicePasscodeFailed, Payload: events.DevicePasscodeFailedV1{
 			ConsecutiveFailures: d.Failures, AttemptsRemaining: remaining}}}
@@ -167,6 +169,11 @@ func (s *Service) recordFailure(ctx context.Context, deviceID string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if locked {
+		if err := s.revokeLeftovers(ctx, userID, deviceID, "device_locked", ""); err != nil {
+			return err
+		}
 	}
 	if remaining == 0 {
 		e := errDeviceLocked()

@@ -41,7 +41,10 @@ type Storage struct {
 	Events  eventstore.Store
 	Models  projection.Reader
 	Replay  ReplayStore
-	Now     func() time.Time
+	// DeviceSignedIn checks a device again after a grant started a session
+	// for it (app.Service.DeviceSignedIn); nil skips the check.
+	DeviceSignedIn func(ctx context.Context, deviceID string) error
+	Now            func() time.Time
 }
 
 var (
@@ -154,6 +157,20 @@ func (s *Storage) CreateAccessTokenSession(ctx context.Context, signature string
 	}
 	if err != nil {
 		return fmt.Errorf("start session: %w", err)
+	}
+	if sess.DeviceID != "" && s.DeviceSignedIn != nil {
+		// A lock that committed after the grant decided must still win:
+		// see app.Service.DeviceSignedIn.
+		if err := s.DeviceSignedIn(ctx, sess.DeviceID); err != nil {
+			reason := "device_locked"
+			if e := (*app.Error)(nil); errors.As(err, &e) && e.Code == "device_unknown" {
+				reason = "device_revoked"
+			}
+			if rerr := s.RevokeSession(context.WithoutCancel(ctx), req.GetID(), reason, ""); rerr != nil {
+				return fmt.Errorf("revoke a session started as its device was locked: %w", rerr)
+			}
+			return err
+		}
 	}
 	return nil
 }

@@ -105,6 +105,7 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 		Issuer:  cfg.Issuer, AdminURL: cfg.AdminURL, GrantTypes: servedGrants, Log: a.log, Now: time.Now,
 		Sealing: devices.Sealing, RevokeRefresh: devices.RevokeRefreshToken, PinSets: pinsets,
 	}
+	storage.DeviceSignedIn = devices.DeviceSignedIn
 	a.Devices = devices
 	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
 	a.SelfService = &selfservice.API{OAuth: a.OAuth, App: devices, Models: a.ReadModels, Log: a.log, Now: time.Now,
