@@ -10,13 +10,23 @@
 //	--namespace                 watch one namespace only (default: all)
 //	--metrics-bind-address      Prometheus metrics (default :8080, "0" off)
 //	--health-probe-bind-address /healthz and /readyz (default :8081)
+//
+// Each reconcile is a span, exported over OTLP when the standard
+// environment asks for it (OTEL_TRACES_EXPORTER=otlp, or
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set;
+// OTEL_EXPORTER_OTLP_PROTOCOL grpc or http/protobuf), and not otherwise.
+// The metrics endpoint also serves strongroom_operator_transition_seconds
+// and strongroom_operator_certificate_expiry_seconds (README.md).
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
+	"go.opentelemetry.io/otel"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
@@ -24,10 +34,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"strongroom.dev/api/v1alpha1"
 	"strongroom.dev/operator/internal/controller"
+	"strongroom.dev/operator/internal/telemetry"
 )
 
 // Leader election: a Lease in the operator's own namespace, and the core
@@ -59,6 +71,32 @@ func run() error {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	ctx := ctrl.SetupSignalHandler()
+
+	// OpenTelemetry's own errors (an unreachable collector) go to the
+	// operator's log.
+	otel.SetLogger(ctrl.Log.WithName("otel"))
+	exp, err := telemetry.TraceExporter(ctx, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	shutdownTracing, err := telemetry.Tracing(ctx, exp)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	// On exit the signal context is done: flushing gets its own time.
+	defer shutdownWithin(5*time.Second, "tracing", shutdownTracing)
+	// The gauges are served by controller-runtime's metrics endpoint,
+	// next to its own metrics.
+	mp, err := telemetry.MeterProvider(crmetrics.Registry)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer shutdownWithin(5*time.Second, "metrics", mp.Shutdown)
+	gauges, err := controller.NewMetrics(mp)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -83,7 +121,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	if err := controller.Setup(mgr, clock.RealClock{}); err != nil {
+	if err := controller.Setup(mgr, clock.RealClock{}, gauges); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -92,7 +130,17 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
+}
+
+// shutdownWithin calls shutdown with a context of its own, as long as d,
+// and logs what fails: the operator is exiting anyway.
+func shutdownWithin(d time.Duration, what string, shutdown func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		ctrl.Log.Error(err, "shutdown", "what", what)
+	}
 }
 
 // cacheOptions limits what the manager caches: only the watched namespace

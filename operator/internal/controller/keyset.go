@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,6 +45,10 @@ type KeySetReconciler struct {
 	Reader   client.Reader
 	Clock    clock.PassiveClock
 	Recorder events.EventRecorder
+	// TracerProvider traces each reconcile; nil means the global one.
+	TracerProvider trace.TracerProvider
+	// Metrics, if set, shows the times of each status written.
+	Metrics *Metrics
 }
 
 // +kubebuilder:rbac:groups=strongroom.dev,resources=keysets,verbs=get;list;watch;patch
@@ -73,17 +78,28 @@ type keySetObserved struct {
 }
 
 // Reconcile implements reconcile.Reconciler.
-func (r *KeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *KeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	ctx, span := startSpan(ctx, r.TracerProvider, kindKeySet, req)
+	defer func() { endSpan(span, res, err) }()
 	// The KeySet too is read from the API server: the cache may not have
 	// this controller's own last writes yet, and deciding on it would
 	// only end in conflicts.
 	var ks v1alpha1.KeySet
 	if err := r.Reader.Get(ctx, req.NamespacedName, &ks); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.forget(kindKeySet, req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ks.DeletionTimestamp.IsZero() {
+		r.Metrics.forget(kindKeySet, req.NamespacedName)
 		return ctrl.Result{}, nil // the owner reference deletes the Secret
 	}
+	// The gauge shows the status as the API server holds it: as read,
+	// then as written below. A reconcile that fails leaves the time last
+	// written, which runs out: what the alerts look for.
+	written := keySetDeadlines(&ks.Status, r.Clock)
+	defer func() { r.Metrics.set(kindKeySet, req.NamespacedName, written) }()
 	now := r.Clock.Now()
 	o, err := r.observe(ctx, &ks)
 	if err != nil {
@@ -110,6 +126,7 @@ func (r *KeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.report(ctx, o, now, step); err != nil {
 		return ctrl.Result{}, fmt.Errorf("status: %w", err)
 	}
+	written = keySetDeadlines(&ks.Status, r.Clock)
 	// The exact next transition, never a poll.
 	return ctrl.Result{RequeueAfter: max(step.At.Sub(now), time.Second)}, nil
 }

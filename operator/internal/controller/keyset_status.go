@@ -91,6 +91,7 @@ func (r *KeySetReconciler) failed(ctx context.Context, ks *v1alpha1.KeySet, err 
 	}
 	reportNotReady(ctx, r.Client, r.Recorder, ks, &ks.Status.Conditions, reason, err)
 	if spec != nil {
+		recordWaitingError(ctx, err)
 		return ctrl.Result{}, nil // waits for a new spec
 	}
 	return ctrl.Result{}, err

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -79,6 +80,10 @@ type PinnedCertificateReconciler struct {
 	Clock    clock.PassiveClock
 	Recorder events.EventRecorder
 	Signers  ManifestSigners
+	// TracerProvider traces each reconcile; nil means the global one.
+	TracerProvider trace.TracerProvider
+	// Metrics, if set, shows the times of each status written.
+	Metrics *Metrics
 }
 
 // +kubebuilder:rbac:groups=strongroom.dev,resources=pinnedcertificates,verbs=get;list;watch;patch
@@ -113,17 +118,28 @@ type observed struct {
 }
 
 // Reconcile implements reconcile.Reconciler.
-func (r *PinnedCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *PinnedCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	ctx, span := startSpan(ctx, r.TracerProvider, kindPinnedCertificate, req)
+	defer func() { endSpan(span, res, err) }()
 	// The PinnedCertificate too is read from the API server: the cache may
 	// not have this controller's own last writes yet, and deciding on it
 	// would only end in conflicts.
 	var pc v1alpha1.PinnedCertificate
 	if err := r.Reader.Get(ctx, req.NamespacedName, &pc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.forget(kindPinnedCertificate, req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !pc.DeletionTimestamp.IsZero() {
+		r.Metrics.forget(kindPinnedCertificate, req.NamespacedName)
 		return ctrl.Result{}, nil // owner references delete the rest
 	}
+	// The gauges show the status as the API server holds it: as read,
+	// then as written below. A reconcile that fails leaves the times
+	// last written, which run out: what the alerts look for.
+	written := pinnedCertificateDeadlines(&pc.Status, r.Clock)
+	defer func() { r.Metrics.set(kindPinnedCertificate, req.NamespacedName, written) }()
 	now := r.Clock.Now()
 	o, err := r.observe(ctx, &pc)
 	if err != nil {
@@ -150,6 +166,7 @@ func (r *PinnedCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err := r.report(ctx, o, step); err != nil {
 		return ctrl.Result{}, fmt.Errorf("status: %w", err)
 	}
+	written = pinnedCertificateDeadlines(&pc.Status, r.Clock)
 	if step.At.IsZero() {
 		return ctrl.Result{}, nil
 	}
@@ -632,6 +649,7 @@ func (r *PinnedCertificateReconciler) failed(ctx context.Context, pc *v1alpha1.P
 	}
 	reportNotReady(ctx, r.Client, r.Recorder, pc, &pc.Status.Conditions, reason, err)
 	if spec != nil {
+		recordWaitingError(ctx, err)
 		return ctrl.Result{}, nil // waits for a new spec
 	}
 	return ctrl.Result{}, err

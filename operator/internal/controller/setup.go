@@ -14,14 +14,16 @@ import (
 	"strongroom.dev/api/v1alpha1"
 )
 
-// Setup registers every reconciler of the operator with mgr.
-func Setup(mgr ctrl.Manager, clk clock.PassiveClock) error {
+// Setup registers every reconciler of the operator with mgr. They trace
+// with the global TracerProvider and, with m not nil, update its gauges.
+func Setup(mgr ctrl.Manager, clk clock.PassiveClock, m *Metrics) error {
 	pc := &PinnedCertificateReconciler{
 		Client:   mgr.GetClient(),
 		Reader:   mgr.GetAPIReader(),
 		Clock:    clk,
 		Recorder: mgr.GetEventRecorder("strongroom-operator"),
 		Signers:  SecretManifestSigners{Reader: mgr.GetAPIReader()},
+		Metrics:  m,
 	}
 	if err := pc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("pinnedcertificate controller: %w", err)
@@ -31,6 +33,7 @@ func Setup(mgr ctrl.Manager, clk clock.PassiveClock) error {
 		Reader:   mgr.GetAPIReader(),
 		Clock:    clk,
 		Recorder: mgr.GetEventRecorder("strongroom-operator"),
+		Metrics:  m,
 	}
 	if err := ks.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("keyset controller: %w", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,9 +45,16 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 // slow); the public one starts only once the routes are in, and /readyz
 // says ready only after that.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	tp, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "authd", ServiceVersion: version, Logger: log})
+	exporter, err := telemetry.TraceExporter(ctx, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("traces: %w", err)
+	}
+	tp, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "authd", ServiceVersion: version, Logger: log, Exporter: exporter})
 	if err != nil {
 		return err
+	}
+	if exporter != nil {
+		log.InfoContext(ctx, "exporting traces over OTLP (OTEL_* environment)")
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -19,6 +19,7 @@ import (
 	"strongroom.dev/services/authd/internal/domain/device"
 	"strongroom.dev/services/authd/internal/domain/session"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/metrics"
 	"strongroom.dev/services/authd/internal/passcode"
 	"strongroom.dev/services/authd/internal/projection"
 	"strongroom.dev/services/authd/internal/sealing"
@@ -54,7 +55,9 @@ type Service struct {
 	// a biometric key (5 minutes, never more).
 	ChallengeLifetime time.Duration
 	StepUpMaxAge      time.Duration
-	Now               func() time.Time
+	// Metrics counts lockouts and refresh reuse (nil counts nothing).
+	Metrics *metrics.Metrics
+	Now     func() time.Time
 }
 
 // Error is a refusal with the contract's stable code (CONTRACT.md,

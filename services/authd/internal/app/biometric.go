@@ -222,7 +222,9 @@ func (s *Service) BiometricSignIn(ctx context.Context, in BiometricRequest) (*Bi
 	if err != nil {
 		return nil, fmt.Errorf("device %s: recorded biometric key unreadable", d.ID)
 	}
-	claims, err := a.Verify(key.Public, assertion.Expect{Issuer: d.ID, Audience: in.Audience, Now: s.Now()})
+	claims, err := traced(ctx, "assertion.verify", func() (*assertion.Claims, error) {
+		return a.Verify(key.Public, assertion.Expect{Issuer: d.ID, Audience: in.Audience, Now: s.Now()})
+	})
 	if errors.Is(err, assertion.ErrDetails) {
 		return nil, errDetails()
 	}

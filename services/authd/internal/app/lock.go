@@ -77,6 +77,7 @@ func (s *Service) DeviceSignedIn(ctx context.Context, deviceID string) error {
 // (CONTRACT.md, Enrollment step 3).
 func (s *Service) LockDevice(ctx context.Context, deviceID, operator, reason string) error {
 	var userID string
+	locked := false
 	err := retry(func() error {
 		d, err := s.readDevice(ctx, deviceID)
 		if err != nil {
@@ -96,10 +97,14 @@ func (s *Service) LockDevice(ctx context.Context, deviceID, operator, reason str
 			return err
 		}
 		_, err = s.Events.Append(ctx, append(appends, revs...)...)
+		locked = err == nil
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if locked {
+		s.Metrics.Lockout(ctx, device.LockBackOffice)
 	}
 	return s.revokeLeftovers(ctx, userID, deviceID, "device_locked", operator)
 }

@@ -92,7 +92,7 @@ func (s *Service) SetPasscode(ctx context.Context, in Sealed, resetCode string) 
 	if err != nil {
 		return err
 	}
-	v, err := slot.New(plain)
+	v, err := traced(ctx, "passcode.hash", func() (passcode.Verifier, error) { return slot.New(plain) })
 	slot.Release()
 	if err != nil {
 		return fmt.Errorf("hash passcode: %w", err)

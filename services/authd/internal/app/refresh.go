@@ -102,6 +102,7 @@ func (s *Service) Refresh(ctx context.Context, clientID, token, jkt, accessToken
 		return nil, err
 	}
 	if reused {
+		s.Metrics.ReuseDetected(ctx)
 		return nil, refuse(400, "invalid_grant", "refresh_token_reused", "the refresh token was already used: the session has ended")
 	}
 	return out, nil

@@ -137,7 +137,9 @@ func (s *Service) verify(ctx context.Context, slot *passcode.Slot, deviceID stri
 	if s.Passcode.Validate(plain) != nil {
 		return false, nil // a malformed passcode is a wrong one, and counts
 	}
-	return slot.Verify(passcode.Verifier{PHC: v.PHC, PepperID: v.PepperID}, plain)
+	return traced(ctx, "passcode.hash", func() (bool, error) {
+		return slot.Verify(passcode.Verifier{PHC: v.PHC, PepperID: v.PepperID}, plain)
+	})
 }
 
 // recordFailure appends the failed outcome; at the last allowed failure it
@@ -171,6 +173,7 @@ func (s *Service) recordFailure(ctx context.Context, deviceID string) error {
 		return err
 	}
 	if locked {
+		s.Metrics.Lockout(ctx, device.LockFailures)
 		if err := s.revokeLeftovers(ctx, userID, deviceID, "device_locked", ""); err != nil {
 			return err
 		}

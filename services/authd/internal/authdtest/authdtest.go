@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.yaml.in/yaml/v3"
@@ -89,12 +90,37 @@ type Options struct {
 	// CodeAttemptsPerIP overrides the activation-code limit (tests run
 	// from one address; the default here is generous).
 	CodeAttemptsPerIP int
+	// GlobalTracing records every span of the process — authd's packages
+	// trace through the global provider — in one in-memory exporter
+	// (Server.Spans), sampling all. The global provider can be set only
+	// once per process, so the exporter is shared by every server of the
+	// test binary that asks for it: Reset it first, and tell runs apart by
+	// trace id.
+	GlobalTracing bool
 	// ChallengesPerMinute overrides the per-device-key limit (the default
 	// here is generous, for benchmarks).
 	ChallengesPerMinute int
 	// ChallengeLifetime and StepUpMaxAge override the biometric defaults
 	// (60 s, 5 minutes), so tests can see them end.
 	ChallengeLifetime, StepUpMaxAge time.Duration
+}
+
+var global struct {
+	once  sync.Once
+	spans *tracetest.InMemoryExporter
+	tp    *sdktrace.TracerProvider
+}
+
+// globalTracing installs (once) and returns the process's global tracer
+// provider and its exporter.
+func globalTracing() (*tracetest.InMemoryExporter, *sdktrace.TracerProvider) {
+	global.once.Do(func() {
+		global.spans = tracetest.NewInMemoryExporter()
+		global.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(global.spans), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		otel.SetTracerProvider(global.tp)
+		otel.SetTextMapPropagator(telemetry.Propagator)
+	})
+	return global.spans, global.tp
 }
 
 // Start runs authd until the test ends.
@@ -104,6 +130,9 @@ func Start(t testing.TB, o Options) *Server {
 	log := telemetry.NewLogger(s.Logs, slog.LevelDebug)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(s.Spans))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	if o.GlobalTracing {
+		s.Spans, tp = globalTracing()
+	}
 
 	cert, err := devmode.NewCertificate(time.Now())
 	if err != nil {

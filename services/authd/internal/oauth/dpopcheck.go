@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"strongroom.dev/api/events"
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/dpop"
@@ -74,11 +76,21 @@ var errProofReplayed = &ProofError{Code: "invalid_dpop_proof", Reason: "the proo
 // before any answer if no append did. A replayed proof then fails its
 // append with eventstore.ErrReplayed, which rolls back everything the
 // grant decided.
-func (c *ProofChecker) CheckDeferred(_ context.Context, r *http.Request, u string, requireNonce bool, accessToken string) (*dpop.Proof, *eventstore.Once, error) {
+func (c *ProofChecker) CheckDeferred(ctx context.Context, r *http.Request, u string, requireNonce bool, accessToken string) (*dpop.Proof, *eventstore.Once, error) {
 	vals := r.Header.Values("DPoP")
 	if len(vals) == 0 {
 		return nil, nil, nil
 	}
+	_, span := tracer.Start(ctx, "dpop.verify")
+	defer span.End()
+	p, once, err := c.checkDeferred(r, vals, u, requireNonce, accessToken)
+	if err != nil {
+		span.SetStatus(codes.Error, "refused")
+	}
+	return p, once, err
+}
+
+func (c *ProofChecker) checkDeferred(r *http.Request, vals []string, u string, requireNonce bool, accessToken string) (*dpop.Proof, *eventstore.Once, error) {
 	if len(vals) > 1 {
 		return nil, nil, &ProofError{Code: "invalid_dpop_proof", Reason: "more than one DPoP header"}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/ory/fosite"
 
 	"strongroom.dev/services/authd/internal/keys"
+	"strongroom.dev/services/authd/internal/metrics"
 	"strongroom.dev/services/authd/internal/mounted"
 	"strongroom.dev/services/authd/internal/sealing"
 )
@@ -35,6 +36,8 @@ type Server struct {
 	RevokeRefresh RevokeRefreshFunc
 	// PinSets is the operator's pin set, mounted; nil serves none.
 	PinSets *mounted.Value[mounted.PinSet]
+	// Metrics counts token requests (nil counts nothing).
+	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	Now     func() time.Time
 }
@@ -53,7 +56,7 @@ func (s *Server) Routes(public, admin Mux) {
 	public.HandleFunc("GET "+PathSealingKeys, s.sealingKeys)
 	public.HandleFunc("GET "+PathPinSet, s.pinSet)
 	public.HandleFunc("GET "+PathPinSetAndroid, s.pinSetAndroid)
-	public.HandleFunc("POST "+PathToken, s.token)
+	public.HandleFunc("POST "+PathToken, s.observeToken(s.token))
 	public.HandleFunc("POST "+PathRevoke, s.revoke)
 	admin.HandleFunc("POST "+PathIntrospect, s.introspect)
 }

@@ -104,6 +104,7 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 		Devices: oauth.StreamDeviceKeys{Events: a.Store, Registry: events.Default},
 		Issuer:  cfg.Issuer, AdminURL: cfg.AdminURL, GrantTypes: servedGrants, Log: a.log, Now: time.Now,
 		Sealing: devices.Sealing, RevokeRefresh: devices.RevokeRefreshToken, PinSets: pinsets,
+		Metrics: a.Metrics,
 	}
 	storage.DeviceSignedIn = devices.DeviceSignedIn
 	a.Devices = devices
@@ -170,7 +171,7 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
 		MaxDevices: maxDevices, ActivationTTL: activationTTL(cfg), Now: time.Now,
 		RefreshTokens: refreshTokens, RefreshLifetime: refreshLifetime(cfg),
-		ChallengeLifetime: cfg.ChallengeLifetime, StepUpMaxAge: cfg.StepUpMaxAge,
+		ChallengeLifetime: cfg.ChallengeLifetime, StepUpMaxAge: cfg.StepUpMaxAge, Metrics: a.Metrics,
 	}, nil
 }
 

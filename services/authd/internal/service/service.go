@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -22,6 +23,7 @@ import (
 	"strongroom.dev/services/authd/internal/app"
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/eventstore"
+	"strongroom.dev/services/authd/internal/metrics"
 	"strongroom.dev/services/authd/internal/oauth"
 	"strongroom.dev/services/authd/internal/passcode"
 	"strongroom.dev/services/authd/internal/ports/admin"
@@ -52,14 +54,19 @@ type App struct {
 	SelfService *selfservice.API
 	Devices     *app.Service
 	Hasher      *passcode.Hasher
+	// Metrics are this instance's instruments and /metrics handler.
+	Metrics *metrics.Metrics
 
 	pool    *pgxpool.Pool // nil in memory
 	onetime oneTimeStore
 	waker   *pgstore.Waker
 	// pruneOutbox deletes acknowledged outbox messages (PostgreSQL only).
 	pruneOutbox func(ctx context.Context, keep time.Duration) (int64, error)
-	healthy     func() error
-	closers     []func()
+	// outboxBacklog counts messages not yet acknowledged by every
+	// subscriber (PostgreSQL only).
+	outboxBacklog func(ctx context.Context) (int64, error)
+	healthy       func() error
+	closers       []func()
 
 	lag lagCache
 }
@@ -71,6 +78,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
+	if a.Metrics, err = metrics.New(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = a.Metrics.Shutdown(context.Background()) })
 	if err := a.setupOAuth(ctx, cfg); err != nil {
 		a.Close()
 		return nil, err
@@ -135,6 +147,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, 
 	a.Store, a.ReadModels, a.healthy = s, p, p.Healthy
 	a.onetime = pgstore.NewOneTime(pool, time.Now)
 	a.pruneOutbox = p.PruneOutbox
+	a.outboxBacklog = p.OutboxBacklog
 	return a, nil
 }
 
@@ -153,6 +166,9 @@ func openPool(ctx context.Context, url string, asyncProjections int) (*pgxpool.P
 	if need := pgstore.ConnsNeeded(asyncProjections) + minRequestConns; cfg.MaxConns < need {
 		cfg.MaxConns = need
 	}
+	// A span per query (with the statement, never its arguments), in the
+	// trace of the request or job that ran it.
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithDisableQuerySpanNamePrefix())
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -237,6 +253,7 @@ func (a *App) ReadinessChecks() map[string]func(context.Context) error {
 
 // Routes adds the app's handlers to the public and internal muxes.
 func (a *App) Routes(public, admin oauth.Mux) {
+	admin.Handle("GET /metrics", a.Metrics.Handler)
 	a.OAuth.Routes(public, admin)
 	a.Admin.Routes(admin)
 	a.SelfService.Routes(public)

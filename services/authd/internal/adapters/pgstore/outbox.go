@@ -139,6 +139,37 @@ func MessageEvent(msg *message.Message) (eventstore.Event, error) {
 	return ev, nil
 }
 
+// OutboxBacklog counts the outbox messages some consumer group of the
+// projector has not acknowledged yet: those after the least acknowledged
+// (transaction, offset). Pruning keeps the table small, so the count is
+// cheap; a group that has acknowledged nothing counts every message.
+func (p *Projector) OutboxBacklog(ctx context.Context) (int64, error) {
+	groups := make([]string, 0, len(p.async))
+	for name := range p.async {
+		groups = append(groups, "projection_"+name)
+	}
+	if len(groups) == 0 {
+		return 0, nil
+	}
+	messages := outboxSchema.MessagesTable(OutboxTopic)
+	offsets := outboxOffsets.MessagesOffsetsTable(OutboxTopic)
+	var n int64
+	err := p.store.pool.QueryRow(ctx, `WITH acked AS (
+			SELECT count(*) AS n FROM `+offsets+` WHERE consumer_group = ANY($1)
+		), floor AS (
+			SELECT o.last_processed_transaction_id AS tx, o.offset_acked AS off FROM `+offsets+` o, acked
+			WHERE o.consumer_group = ANY($1) AND acked.n = cardinality($1)
+			ORDER BY o.last_processed_transaction_id, o.offset_acked LIMIT 1
+		)
+		SELECT count(*) FROM `+messages+` m
+		WHERE NOT EXISTS (SELECT 1 FROM floor)
+		   OR (m.transaction_id, m."offset") > (SELECT tx, off FROM floor)`, groups).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("outbox backlog: %w", err)
+	}
+	return n, nil
+}
+
 // pruneBatch bounds one prune transaction.
 const pruneBatch = 5000
 

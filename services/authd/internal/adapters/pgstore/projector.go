@@ -18,9 +18,13 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"strongroom.dev/services/authd/internal/eventstore"
 	"strongroom.dev/services/authd/internal/projection"
+	"strongroom.dev/services/authd/internal/telemetry"
 )
 
 // Projector runs asynchronous projections as watermill-sql subscribers of
@@ -296,6 +300,15 @@ func (p *Projector) handler(ctx context.Context, pr projection.Projection) messa
 		mu.Lock()
 		caughtUp = time.Now()
 		mu.Unlock()
+		// The handling is a span in the trace of the request that appended
+		// the message's event (its traceparent travelled in the message's
+		// metadata through the outbox), linked to it as a consumer.
+		remote := trace.SpanContextFromContext(telemetry.Propagator.Extract(context.Background(), propagation.MapCarrier(msg.Metadata)))
+		hctx, span := tracer.Start(trace.ContextWithRemoteSpanContext(msg.Context(), remote), "projection "+pr.Name(),
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.Link{SpanContext: remote}),
+			trace.WithAttributes(attribute.String("strongroom.projection", pr.Name()),
+				attribute.String("strongroom.event_type", msg.Metadata.Get(MetaEventType))))
+		defer span.End()
 		// The message's event's position when the message carries it;
 		// otherwise everything up to the end of the message's transaction.
 		target, exact := eventstore.Position{Tx: math.MaxUint64, Seq: math.MaxInt64}, false
@@ -305,7 +318,7 @@ func (p *Projector) handler(ctx context.Context, pr projection.Projection) messa
 			target = eventstore.Position{Tx: tx, Seq: math.MaxInt64}
 		}
 		for applied.Less(target) {
-			to, err := p.catchUp(msg.Context(), pr)
+			to, err := p.catchUp(hctx, pr)
 			if err != nil {
 				return err
 			}
