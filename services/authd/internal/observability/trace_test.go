@@ -91,7 +91,7 @@ func TestOneTracePerSignIn(t *testing.T) {
 	appendSpan := find("event append", named("eventstore.append"))
 	find("PostgreSQL query", func(sp tracetest.SpanStub) bool {
 		for _, a := range sp.Attributes {
-			if strings.HasPrefix(string(a.Key), "db.") && strings.Contains(strings.ToLower(a.Value.Emit()), "postgresql") {
+			if strings.HasPrefix(string(a.Key), "db.") && strings.Contains(strings.ToLower(a.Value.String()), "postgresql") {
 				return true
 			}
 		}

@@ -168,7 +168,7 @@ func openPool(ctx context.Context, url string, asyncProjections int) (*pgxpool.P
 	}
 	// A span per query (with the statement, never its arguments), in the
 	// trace of the request or job that ran it.
-	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithDisableQuerySpanNamePrefix())
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
