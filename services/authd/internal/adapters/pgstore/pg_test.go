@@ -412,8 +412,8 @@ func storetestAppend(t *testing.T, s *Store, a eventstore.Append) {
 	}
 }
 
-// TestPruneOutbox: messages every consumer group has acknowledged, and
-// older than the retention, are deleted; newer ones, and ones a group has
+// TestPruneOutbox (and the backlog gauge's count): messages every consumer
+// group has acknowledged, and older than the retention, are deleted; newer ones, and ones a group has
 // not acknowledged yet, stay; the read model is unaffected.
 func TestPruneOutbox(t *testing.T) {
 	pool := migrated(t)
@@ -432,6 +432,10 @@ func TestPruneOutbox(t *testing.T) {
 	}
 	if n, err := p.PruneOutbox(ctx, 0); err != nil || n != 0 {
 		t.Fatalf("pruned %d before any acknowledgement (%v)", n, err)
+	}
+	// The backlog gauge counts every message no group has acknowledged.
+	if n, err := p.OutboxBacklog(ctx); err != nil || n != int64(count()) || n == 0 {
+		t.Fatalf("backlog %d (%v) before any acknowledgement, want all %d messages", n, err, count())
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -452,6 +456,9 @@ func TestPruneOutbox(t *testing.T) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if n, err := p.OutboxBacklog(ctx); err != nil || n != 0 {
+		t.Fatalf("backlog %d (%v) once everything is acknowledged", n, err)
 	}
 	stop()
 	if err := <-done; err != nil {
