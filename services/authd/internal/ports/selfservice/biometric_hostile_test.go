@@ -53,13 +53,30 @@ func with(m map[string]any, k string, v any) map[string]any {
 	return out
 }
 
+// head is the log's head once it has settled. Head holds back events
+// while an older transaction may still commit, and a request's last write
+// (its DPoP jti, recorded after the answer) can still be in flight when the
+// next line runs: read until two reads 30 ms apart agree.
 func head(t *testing.T, s *authdtest.Server) eventstore.Position {
 	t.Helper()
-	p, err := s.App.Store.Head(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	read := func() eventstore.Position {
+		p, err := s.App.Store.Head(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	return p
+	last := read()
+	for range 100 {
+		time.Sleep(30 * time.Millisecond)
+		p := read()
+		if p == last {
+			return p
+		}
+		last = p
+	}
+	t.Fatal("the log's head never settled")
+	return last
 }
 
 // TestBiometricRefusals: hostile and wrong assertions are refused with the
