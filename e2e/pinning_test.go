@@ -269,12 +269,28 @@ func pinningSecrets(t *testing.T, k8s client.Client) ([]byte, map[string]*ecdsa.
 // server, watching namespace bank, with leader election.
 func startOperator(t *testing.T, root string, env *envtest.Environment) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "operator")
-	build := exec.Command("go", "build", "-o", bin, "strongroom.dev/operator/cmd/operator")
+	runOperator(t, buildBinary(t, root, "strongroom.dev/operator/cmd/operator"), env)
+}
+
+// buildBinary builds pkg from the repository (so go.work joins the
+// modules) into the test's temporary directory, with extra go build
+// arguments (tags).
+func buildBinary(t *testing.T, root, pkg string, extra ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", append(append([]string{"build"}, extra...), "-o", bin, pkg)...)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the operator: %v\n%s", err, out)
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
+	return bin
+}
+
+// runOperator runs the operator binary bin against env's API server,
+// watching namespace bank, with leader election and the test's
+// environment plus environ.
+func runOperator(t *testing.T, bin string, env *envtest.Environment, environ ...string) {
+	t.Helper()
 	user, err := env.ControlPlane.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -290,6 +306,7 @@ func startOperator(t *testing.T, root string, env *envtest.Environment) {
 	logs := &syncBuffer{}
 	cmd := exec.Command(bin, "--kubeconfig", path, "--namespace", "bank",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	cmd.Env = append(os.Environ(), environ...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -130,6 +130,24 @@ func productionFilesAll(t testing.TB) (keysDir, clientsFile, sealingDir, hmacDir
 	writeKeySet(t, keysDir, keyset.PurposeTokenSigning, keyset.ES256, now.Add(-time.Hour), now.Add(24*time.Hour))
 	writeKeySet(t, sealingDir, keyset.PurposePayloadSealing, keyset.XWing, now.Add(-time.Hour), now.Add(24*time.Hour))
 	writeKeySet(t, hmacDir, keyset.PurposeHMACSecret, keyset.HS256, now.Add(-time.Hour), now.Add(48*time.Hour))
+	clientsFile = writeClients(t, dir, []string{"urn:strongroom:params:oauth:grant-type:passcode", "refresh_token"},
+		[]string{"https://auth.bank.test/v1"})
+	pepper := make([]byte, 32)
+	_, _ = rand.Read(pepper)
+	if err := os.WriteFile(filepath.Join(peppersDir, "p1"), pepper, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keysDir, clientsFile, sealingDir, hmacDir, peppersDir
+}
+
+// writeClients writes a clients file into dir: the back office (secret
+// backOfficeSecret) and the public mobile-app with grants for resources.
+func writeClients(t testing.TB, dir string, grants, resources []string) string {
+	t.Helper()
+	quoted := func(vs []string) string {
+		b, _ := json.Marshal(vs) // a JSON array is a YAML flow sequence
+		return string(b)
+	}
 	sum := sha256.Sum256([]byte(backOfficeSecret))
 	clients := `clients:
   - client_id: back-office
@@ -140,19 +158,14 @@ func productionFilesAll(t testing.TB) (keysDir, clientsFile, sealingDir, hmacDir
     resources: ["https://auth.bank.test/admin"]
   - client_id: mobile-app
     token_endpoint_auth_method: none
-    grant_types: ["urn:strongroom:params:oauth:grant-type:passcode", refresh_token]
-    resources: ["https://auth.bank.test/v1"]
+    grant_types: ` + quoted(grants) + `
+    resources: ` + quoted(resources) + `
 `
-	clientsFile = filepath.Join(dir, "clients.yaml")
-	if err := os.WriteFile(clientsFile, []byte(clients), 0o600); err != nil {
+	path := filepath.Join(dir, "clients.yaml")
+	if err := os.WriteFile(path, []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pepper := make([]byte, 32)
-	_, _ = rand.Read(pepper)
-	if err := os.WriteFile(filepath.Join(peppersDir, "p1"), pepper, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return keysDir, clientsFile, sealingDir, hmacDir, peppersDir
+	return path
 }
 
 // writeKeySet writes a KeySet's keys.json with one key of algorithm, as
@@ -186,7 +199,13 @@ type process struct {
 // startAuthd starts authd serve and waits until it has started.
 func startAuthd(t testing.TB, env []string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(authdBin, args...)
+	return startAuthdBinary(t, authdBin, env, args...)
+}
+
+// startAuthdBinary starts bin (an authd build) like startAuthd.
+func startAuthdBinary(t testing.TB, bin string, env []string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	stdout, stdoutW := io.Pipe()
 	cmd.Stdout, cmd.Stderr = stdoutW, &syncBuffer{}

@@ -127,7 +127,14 @@ func backOffice(t testing.TB, hc *http.Client) string {
 
 func issueCode(t testing.TB, hc *http.Client, user string) string {
 	t.Helper()
-	body, _ := json.Marshal(map[string]string{"user_id": user, "purpose": "enroll", "operator": "E2E Operator"})
+	return issueCodeFor(t, hc, user, "enroll")
+}
+
+// issueCodeFor has the back office issue a code for purpose (enroll or
+// reset).
+func issueCodeFor(t testing.TB, hc *http.Client, user, purpose string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"user_id": user, "purpose": purpose, "operator": "E2E Operator"})
 	req, _ := http.NewRequest(http.MethodPost, "https://authd-internal.bank.test/admin/v1/activations", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+backOffice(t, hc))

@@ -121,7 +121,16 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	if err := controller.Setup(mgr, clock.RealClock{}, gauges); err != nil {
+	clk, err := testClock(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if clk == nil {
+		clk = clock.RealClock{}
+	} else {
+		ctrl.Log.Info("the clock runs faster than the wall clock: a build for end-to-end tests", "now", clk.Now().UTC())
+	}
+	if err := controller.Setup(mgr, clk, gauges); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

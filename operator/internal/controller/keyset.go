@@ -128,7 +128,7 @@ func (r *KeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}
 	written = keySetDeadlines(&ks.Status, r.Clock)
 	// The exact next transition, never a poll.
-	return ctrl.Result{RequeueAfter: max(step.At.Sub(now), time.Second)}, nil
+	return ctrl.Result{RequeueAfter: requeueAfter(r.Clock, step.At.Sub(now))}, nil
 }
 
 // effectiveSpec is ks's policy with the defaults the CRD cannot express

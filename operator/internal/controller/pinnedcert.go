@@ -171,7 +171,7 @@ func (r *PinnedCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, nil
 	}
 	// The exact next transition, never a poll.
-	return ctrl.Result{RequeueAfter: max(step.At.Sub(now), time.Second)}, nil
+	return ctrl.Result{RequeueAfter: requeueAfter(r.Clock, step.At.Sub(now))}, nil
 }
 
 // observe reads what the API server holds for pc.

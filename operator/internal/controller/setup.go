@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -56,4 +57,18 @@ func CacheOptions() cache.Options {
 		&corev1.Secret{}:    {Label: sel},
 		&corev1.ConfigMap{}: {Label: sel},
 	}}
+}
+
+// requeueAfter is how long controller-runtime, which waits on the wall
+// clock, must wait for d of the reconcilers' clock to pass: d itself,
+// unless the clock runs faster than the wall clock (a build for
+// end-to-end tests, api/fastclock). Never less than a second: a
+// transition due now is requeued shortly rather than spun on.
+func requeueAfter(clk clock.PassiveClock, d time.Duration) time.Duration {
+	if f, ok := clk.(interface {
+		Wall(time.Duration) time.Duration
+	}); ok {
+		d = f.Wall(d)
+	}
+	return max(d, time.Second)
 }

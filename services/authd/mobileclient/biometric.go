@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -93,7 +92,7 @@ func (c *Client) Assertion(challenge string, details any) (string, error) {
 	if _, err := rand.Read(jti); err != nil {
 		return "", err
 	}
-	claims := map[string]any{"iss": c.DeviceID, "aud": c.Issuer, "nonce": challenge, "iat": time.Now().Unix(),
+	claims := map[string]any{"iss": c.DeviceID, "aud": c.Issuer, "nonce": challenge, "iat": c.now().Unix(),
 		"jti": base64.RawURLEncoding.EncodeToString(jti)}
 	if details != nil {
 		claims["authorization_details"] = details

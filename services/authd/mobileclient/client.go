@@ -50,6 +50,9 @@ type Client struct {
 	BiometricKey *ecdsa.PrivateKey
 	// SealResponses asks for token responses sealed to a one-time key.
 	SealResponses bool
+	// Now is the device's clock (nil: time.Now): the iat of proofs and
+	// assertions, the expiry of pin sets.
+	Now func() time.Time
 
 	nonce string
 }
@@ -148,7 +151,7 @@ func (c *Client) request(ctx context.Context, method, path string, prepare func(
 
 // proof signs a DPoP proof and returns it with its jti.
 func (c *Client) proof(method, u, accessToken string) (string, string, error) {
-	p, err := dpop.NewProof(c.DeviceKey, method, u, c.nonce, accessToken, time.Now())
+	p, err := dpop.NewProof(c.DeviceKey, method, u, c.nonce, accessToken, c.now())
 	if err != nil {
 		return "", "", err
 	}
@@ -422,4 +425,11 @@ func (c *Client) delete(ctx context.Context, t *Tokens, path string) error {
 		return apiError(resp, raw)
 	}
 	return nil
+}
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
 }

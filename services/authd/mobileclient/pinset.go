@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"strongroom.dev/api/pinset"
 )
@@ -35,5 +34,5 @@ func (c *Client) PinSet(ctx context.Context, manifest map[string]*ecdsa.PublicKe
 	if resp.StatusCode != http.StatusOK {
 		return nil, errors.New("pin set: " + resp.Status)
 	}
-	return pinset.Verify(string(body), manifest, held, time.Now())
+	return pinset.Verify(string(body), manifest, held, c.now())
 }

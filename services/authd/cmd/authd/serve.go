@@ -32,6 +32,13 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		return exitUsage
 	}
 	log := telemetry.NewLogger(stdout, cfg.LogLevel)
+	if cfg.TimeSource, err = testClock(getenv); err != nil {
+		fmt.Fprintf(stderr, "authd serve: %v\n", err)
+		return exitUsage
+	}
+	if cfg.TimeSource != nil {
+		log.Warn("the clock runs faster than the wall clock: a build for end-to-end tests", "now", cfg.TimeSource.Now().UTC().Format(time.RFC3339))
+	}
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("authd stopped", "error", err)
 		return exitFailure
@@ -162,14 +169,14 @@ func serverTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 	if !cfg.Dev {
 		// A Secret mount the operator rotates: every new connection gets
 		// the newest good certificate, without a restart.
-		cert, err := mounted.Certificate(cfg.TLSCertFile, cfg.TLSKeyFile, mounted.Options{Log: log})
+		cert, err := mounted.Certificate(cfg.TLSCertFile, cfg.TLSKeyFile, mounted.Options{Log: log, Now: cfg.Clock()})
 		if err != nil {
 			return nil, fmt.Errorf("load TLS certificate %s: %w", cfg.TLSCertFile, err)
 		}
 		return &tls.Config{GetCertificate: mounted.GetCertificate(cert), MinVersion: tls.VersionTLS12}, nil
 	}
 
-	cert, err := devmode.NewCertificate(time.Now())
+	cert, err := devmode.NewCertificate(cfg.Clock()())
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +204,7 @@ func serverTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 		if path != "" {
 			stateDir = filepath.Dir(path)
 		}
-		dir, manifest, err := devmode.PinSet(stateDir, cert, time.Now())
+		dir, manifest, err := devmode.PinSet(stateDir, cert, cfg.Clock()())
 		if err != nil {
 			return nil, err
 		}

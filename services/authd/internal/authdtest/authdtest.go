@@ -103,6 +103,8 @@ type Options struct {
 	// ChallengeLifetime and StepUpMaxAge override the biometric defaults
 	// (60 s, 5 minutes), so tests can see them end.
 	ChallengeLifetime, StepUpMaxAge time.Duration
+	// Clock replaces the wall clock (config.Config.TimeSource).
+	Clock interface{ Now() time.Time }
 }
 
 var global struct {
@@ -157,6 +159,7 @@ func Start(t testing.TB, o Options) *Server {
 		cfg.Issuer = o.Issuer
 	}
 	cfg.PasscodeBackoff = o.PasscodeBackoff
+	cfg.TimeSource = o.Clock
 	cfg.ChallengeLifetime, cfg.StepUpMaxAge = o.ChallengeLifetime, o.StepUpMaxAge
 	cfg.ChallengesPerMinute = 1_000_000
 	if o.ChallengesPerMinute > 0 {

@@ -101,6 +101,20 @@ type Config struct {
 	// DevStateDir is where dev mode writes its generated back-office secret
 	// (a 0600 file). Empty means "a new temporary directory".
 	DevStateDir string
+
+	// TimeSource is authd's clock; nil means the wall clock. It is not a
+	// setting: only a build for end-to-end tests sets it (api/fastclock),
+	// so that rotations meant to take months happen within a test. (An
+	// interface, not a func, keeps Config comparable.)
+	TimeSource interface{ Now() time.Time }
+}
+
+// Clock is the TimeSource's Now, or time.Now.
+func (c Config) Clock() func() time.Time {
+	if c.TimeSource != nil {
+		return c.TimeSource.Now
+	}
+	return time.Now
 }
 
 // Load parses args (the arguments after the subcommand, without the program

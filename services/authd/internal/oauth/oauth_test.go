@@ -198,3 +198,31 @@ func TestDiscoveryAndXOAuth2(t *testing.T) {
 	}
 	verify(t, s, tok.AccessToken)
 }
+
+// aheadClock is the wall clock moved forward, as an end-to-end build's
+// fast clock is after a while.
+type aheadClock time.Duration
+
+func (a aheadClock) Now() time.Time { return time.Now().Add(time.Duration(a)) }
+
+// TestClientCredentialsExpiryFollowsAuthdsClock: fosite dates a
+// client_credentials token's expiry by the wall clock; authd moves it to
+// its own clock (as the device grants date theirs), keeping fosite's iat,
+// which fosite checks against the wall clock. The token still works at
+// the back office.
+func TestClientCredentialsExpiryFollowsAuthdsClock(t *testing.T) {
+	const ahead = time.Hour
+	s := authdtest.Start(t, authdtest.Options{Memory: true, Clock: aheadClock(ahead)})
+	token, _ := s.AdminToken(t, nil)
+	c := payload(t, token)
+	iat, exp := int64(c["iat"].(float64)), int64(c["exp"].(float64))
+	if now := time.Now().Unix(); iat < now-5 || iat > now+1 {
+		t.Errorf("iat %d is not the wall clock's %d", iat, now)
+	}
+	if want := time.Now().Add(ahead + 5*time.Minute).Unix(); exp < want-5 || exp > want+1 {
+		t.Errorf("exp %d, want about %d (authd's clock + 5 min)", exp, want)
+	}
+	if m := introspect(t, s, token); m["active"] != true {
+		t.Errorf("introspection: %v", m)
+	}
+}

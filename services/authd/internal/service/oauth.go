@@ -51,6 +51,7 @@ var servedGrants = []string{oauth.GrantClientCredentials, oauth.GrantPasscode, o
 // setupOAuth wires the OAuth2 server: signing keys, clients, fosite over
 // the event-sourced storage, DPoP nonces and replay memory, the back office.
 func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
+	now := cfg.Clock()
 	src, err := signingKeys(cfg, a.log)
 	if err != nil {
 		return err
@@ -68,11 +69,11 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	} else if _, err := rand.Read(nonceKey); err != nil {
 		return err
 	}
-	nonces, err := oauth.NewNonces(nonceKey, time.Now)
+	nonces, err := oauth.NewNonces(nonceKey, now)
 	if err != nil {
 		return err
 	}
-	storage := &oauth.Storage{Clients: clients, Events: a.Store, Models: a.ReadModels, Replay: a.onetime, Now: time.Now}
+	storage := &oauth.Storage{Clients: clients, Events: a.Store, Models: a.ReadModels, Replay: a.onetime, Now: now}
 	signer := &oauth.Signer{Keys: src}
 	provider, fconf, helper, err := oauth.NewProvider(oauth.ProviderConfig{Issuer: cfg.Issuer, AccessTokenLifetime: cfg.AccessTokenLifetime}, storage, signer)
 	if err != nil {
@@ -84,32 +85,32 @@ func (a *App) setupOAuth(ctx context.Context, cfg config.Config) error {
 	}
 	deviceGrant := oauth.DeviceGrant{
 		Helper: helper, Scopes: fosite.ExactScopeStrategy,
-		AccessLifetime: cfg.AccessTokenLifetime, SessionLifetime: SessionLifetime, Now: time.Now,
+		AccessLifetime: cfg.AccessTokenLifetime, SessionLifetime: SessionLifetime, Now: now,
 		RefreshTokens: devices.RefreshTokens, RefreshLifetime: devices.RefreshLifetime,
 	}
 	fconf.TokenEndpointHandlers.Append(&oauth.PasscodeGrant{SignIn: devices.PasscodeSignIn, DeviceGrant: deviceGrant})
 	fconf.TokenEndpointHandlers.Append(&oauth.BiometricGrant{SignIn: devices.BiometricSignIn, Issuer: cfg.Issuer, DeviceGrant: deviceGrant})
 	fconf.TokenEndpointHandlers.Append(&oauth.RefreshGrant{
-		Refresh: devices.Refresh, Helper: helper, AccessLifetime: cfg.AccessTokenLifetime, Now: time.Now,
+		Refresh: devices.Refresh, Helper: helper, AccessLifetime: cfg.AccessTokenLifetime, Now: now,
 	})
 	var pinsets *mounted.Value[mounted.PinSet]
 	if cfg.PinSetDir != "" {
-		if pinsets, err = mounted.PinSets(cfg.PinSetDir, mounted.Options{Log: a.log}); err != nil {
+		if pinsets, err = mounted.PinSets(cfg.PinSetDir, mounted.Options{Log: a.log, Now: now}); err != nil {
 			return fmt.Errorf("pin set: %w", err)
 		}
 	}
 	a.OAuth = &oauth.Server{
 		Provider: provider, Storage: storage, Signer: signer, Keys: src,
-		Proofs:  &oauth.ProofChecker{Nonces: nonces, Replay: a.onetime, Now: time.Now},
+		Proofs:  &oauth.ProofChecker{Nonces: nonces, Replay: a.onetime, Now: now},
 		Devices: oauth.StreamDeviceKeys{Events: a.Store, Registry: events.Default},
-		Issuer:  cfg.Issuer, AdminURL: cfg.AdminURL, GrantTypes: servedGrants, Log: a.log, Now: time.Now,
+		Issuer:  cfg.Issuer, AdminURL: cfg.AdminURL, GrantTypes: servedGrants, Log: a.log, Now: now,
 		Sealing: devices.Sealing, RevokeRefresh: devices.RevokeRefreshToken, PinSets: pinsets,
 		Metrics: a.Metrics,
 	}
 	storage.DeviceSignedIn = devices.DeviceSignedIn
 	a.Devices = devices
 	a.Admin = &admin.API{OAuth: a.OAuth, App: devices, Events: a.Store, Log: a.log}
-	a.SelfService = &selfservice.API{OAuth: a.OAuth, App: devices, Models: a.ReadModels, Log: a.log, Now: time.Now,
+	a.SelfService = &selfservice.API{OAuth: a.OAuth, App: devices, Models: a.ReadModels, Log: a.log, Now: now,
 		Codes: codeLimiter(cfg), Challenges: challengeLimiter(cfg)}
 	return nil
 }
@@ -169,7 +170,7 @@ func (a *App) setupDevices(ctx context.Context, cfg config.Config) (*app.Service
 	return &app.Service{
 		Events: a.Store, Secrets: secrets, Registry: events.Default, Models: a.ReadModels, Codes: codes,
 		Hasher: hasher, Sealing: ring, Policy: policy, Passcode: passcode.Policy{Digits: 6},
-		MaxDevices: maxDevices, ActivationTTL: activationTTL(cfg), Now: time.Now,
+		MaxDevices: maxDevices, ActivationTTL: activationTTL(cfg), Now: cfg.Clock(),
 		RefreshTokens: refreshTokens, RefreshLifetime: refreshLifetime(cfg),
 		ChallengeLifetime: cfg.ChallengeLifetime, StepUpMaxAge: cfg.StepUpMaxAge, Metrics: a.Metrics,
 	}, nil
@@ -195,7 +196,7 @@ const sealedLifetime = 2 * time.Minute
 // replicas on one database agree), or generated without a database.
 func (a *App) hmacKeys(ctx context.Context, cfg config.Config) (codes, refresh *hmackey.Ring, err error) {
 	if cfg.HMACKeysDir != "" {
-		r, err := hmackey.Mount(cfg.HMACKeysDir, max(activationTTL(cfg), refreshLifetime(cfg)), mounted.Options{Log: a.log})
+		r, err := hmackey.Mount(cfg.HMACKeysDir, max(activationTTL(cfg), refreshLifetime(cfg)), mounted.Options{Log: a.log, Now: cfg.Clock()})
 		return r, r, err
 	}
 	if !cfg.Dev {
@@ -224,12 +225,12 @@ func (a *App) hmacKeys(ctx context.Context, cfg config.Config) (codes, refresh *
 
 func sealingKeys(cfg config.Config, log *slog.Logger) (*sealing.Ring, error) {
 	if cfg.SealingKeysDir != "" {
-		return sealing.Mount(cfg.SealingKeysDir, sealedLifetime, mounted.Options{Log: log})
+		return sealing.Mount(cfg.SealingKeysDir, sealedLifetime, mounted.Options{Log: log, Now: cfg.Clock()})
 	}
 	if !cfg.Dev {
 		return nil, fmt.Errorf("sealing keys: --sealing-keys-dir is required outside dev mode")
 	}
-	k, err := sealing.Generate(sealing.KEMXWing, time.Now().Add(30*24*time.Hour))
+	k, err := sealing.Generate(sealing.KEMXWing, cfg.Clock()().Add(30*24*time.Hour))
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +282,7 @@ func loadPeppers(cfg config.Config) ([]passcode.Pepper, error) {
 
 func signingKeys(cfg config.Config, log *slog.Logger) (keys.Source, error) {
 	if cfg.SigningKeysDir != "" {
-		return keys.Mount(cfg.SigningKeysDir, cfg.AccessTokenLifetime, mounted.Options{Log: log})
+		return keys.Mount(cfg.SigningKeysDir, cfg.AccessTokenLifetime, mounted.Options{Log: log, Now: cfg.Clock()})
 	}
 	if !cfg.Dev {
 		return nil, fmt.Errorf("signing keys: --signing-keys-dir is required outside dev mode")

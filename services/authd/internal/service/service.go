@@ -100,8 +100,8 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, 
 		if !cfg.Dev {
 			return nil, errors.New("a database is required outside dev mode: set DATABASE_URL")
 		}
-		onetime := memstore.NewOneTime(time.Now)
-		s := memstore.New(memstore.WithInline(inline...), memstore.WithOneTime(onetime))
+		onetime := memstore.NewOneTime(cfg.Clock())
+		s := memstore.New(memstore.WithInline(inline...), memstore.WithOneTime(onetime), memstore.WithClock(cfg.Clock()))
 		p, err := memstore.NewProjector(s, log, async)
 		if err != nil {
 			return nil, err
@@ -132,7 +132,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, 
 		a.Close()
 		return nil, err
 	}
-	s := pgstore.New(pool, pgstore.WithInline(inline...))
+	s := pgstore.New(pool, pgstore.WithInline(inline...), pgstore.WithClock(cfg.Clock()))
 	connString := pool.Config().ConnString()
 	a.waker = pgstore.NewWaker(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, connString) }, log)
 	p, err := pgstore.NewProjector(s, a.waker, log, async)
@@ -145,7 +145,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, 
 		return nil, err
 	}
 	a.Store, a.ReadModels, a.healthy = s, p, p.Healthy
-	a.onetime = pgstore.NewOneTime(pool, time.Now)
+	a.onetime = pgstore.NewOneTime(pool, cfg.Clock())
 	a.pruneOutbox = p.PruneOutbox
 	a.outboxBacklog = p.OutboxBacklog
 	return a, nil
