@@ -29,10 +29,11 @@ ifeq ($(strip $(MODULES)),)
 $(error no modules found in go.work)
 endif
 # Modules kept out of go.work and built with GOWORK=off: the charts' checks
-# need Prometheus's own packages, whose dependencies must not move the
-# versions the services and the operator are built with. They join every
-# loop below (`make test MODULES=charts` runs one alone).
-STANDALONE_MODULES := charts
+# need Prometheus's own packages, and the image builder go-containerregistry,
+# whose dependencies must not move the versions the services and the
+# operator are built with. They join every loop below (`make test
+# MODULES=charts` runs one alone).
+STANDALONE_MODULES := charts images
 ifeq ($(origin MODULES),file)
 ALL_MODULES := $(MODULES) $(STANDALONE_MODULES)
 else
@@ -59,11 +60,13 @@ AUTHD_PKG := ./services/authd/cmd/authd
 STATICCHECK_VERSION := v0.8.2
 GOVULNCHECK_VERSION := v1.9.0
 CONTROLLER_GEN_VERSION := v0.23.0
+CYCLONEDX_GOMOD_VERSION := v1.10.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 STATICCHECK := $(BIN)/staticcheck
 GOVULNCHECK := $(BIN)/govulncheck
 CONTROLLER_GEN := $(BIN)/controller-gen
+CYCLONEDX_GOMOD := $(BIN)/cyclonedx-gomod
 INDEXDB     := $(BIN)/indexdb
 # Offline vulnerability database, built from the golang.org/x/vulndb module.
 VULNDB_DIR  := $(CACHE)/vulndb/$(VULNDB_VERSION)
@@ -137,6 +140,97 @@ bin/authd: ## Build the authd binary (-trimpath) into bin/
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ $(AUTHD_PKG)
 
+# ---- container images -------------------------------------------------------
+# `make images` builds the container images of authd and the operator
+# without a container daemon, for GOARCH (amd64 by default; arm64 works):
+#   1. each binary, static and reproducible: CGO_ENABLED=0, -trimpath, no
+#      build id, no VCS stamp (the revision is in the image's labels instead,
+#      so the binary depends on the sources alone, not on the checkout's
+#      state, and go build runs no git), GOFLAGS ignored (an image must not
+#      depend on a developer's settings);
+#   2. its CycloneDX SBOM, by cyclonedx-gomod from the binary;
+#   3. the image, by images/cmd/build-image (go-containerregistry; a module of
+#      its own, GOWORK=off): $(IMAGES_DIR)/NAME.oci.tar, an OCI image layout in
+#      a tar archive (the binary, the SBOM, /etc/passwd with nonroot 65532,
+#      /tmp; the SBOM also attached as an OCI 1.1 artifact), with the
+#      normalised SBOM (NAME.cdx.json) and the image manifest's digest
+#      (NAME.digest) beside it.
+# Every timestamp is SOURCE_DATE_EPOCH (default: the last commit's time), so
+# one commit gives one set of digests; `make images-check` proves it.
+# Load an archive with `skopeo copy oci-archive:bin/images/authd.oci.tar
+# docker://REGISTRY/strongroom/authd:TAG` (add --all to copy the SBOM
+# artifact too), `podman load -i`, `docker load -i` (Docker >= 25), or untar
+# it and `crane push DIR REF`.
+GOARCH     ?= amd64
+IMAGES_DIR ?= $(BIN)/images
+IMAGES     := authd operator
+IMAGE_PKG_authd     := $(AUTHD_PKG)
+IMAGE_PKG_operator  := ./operator/cmd/operator
+IMAGE_DESC_authd    := Strongroom authd, the OAuth2 authorization server
+IMAGE_DESC_operator := Strongroom operator: pinned certificates and key sets
+# authd reports its version (`authd version`); the operator has no such variable.
+IMAGE_LDFLAGS_authd  = -X main.version=$(VERSION)
+# Computed once, on first use: git runs only for the image targets.
+VERSION  ?= $(eval VERSION := $(or $(shell git describe --always --dirty 2>/dev/null),dev))$(VERSION)
+REVISION ?= $(eval REVISION := $(shell git rev-parse HEAD 2>/dev/null))$(REVISION)
+SOURCE_DATE_EPOCH ?= $(eval SOURCE_DATE_EPOCH := $(or $(shell git log -1 --format=%ct 2>/dev/null),0))$(SOURCE_DATE_EPOCH)
+# org.opencontainers.image.source (the repository's URL) and .licenses (an
+# SPDX expression): labels left out while empty.
+IMAGES_SOURCE   ?=
+IMAGES_LICENSES ?=
+BUILD_IMAGE := $(BIN)/build-image
+
+.PHONY: images
+images: $(addprefix image-,$(IMAGES)) ## Container images of authd and the operator in bin/images (OCI archives, no daemon; GOARCH, VERSION, SOURCE_DATE_EPOCH)
+
+# One image. Not .PHONY (make applies no pattern rule to a phony target),
+# yet it always runs: $(BUILD_IMAGE) is phony. GOOS= GOARCH= build the tools
+# for this machine whatever GOARCH the images are for. IMAGES_TOUCH (set by
+# images-check) re-dates the inputs, which must change nothing.
+image-%: $(BUILD_IMAGE) $(CYCLONEDX_GOMOD)
+	@mkdir -p $(IMAGES_DIR)/$(GOARCH)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) GOFLAGS= go build -trimpath -buildvcs=false \
+	  -ldflags "-s -w -buildid= $(IMAGE_LDFLAGS_$*)" -o $(IMAGES_DIR)/$(GOARCH)/$* $(IMAGE_PKG_$*)
+	$(CYCLONEDX_GOMOD) bin -json -std -noserial -notimestamp -version '$(VERSION)' \
+	  -output $(IMAGES_DIR)/$(GOARCH)/$*.cdx.json $(IMAGES_DIR)/$(GOARCH)/$*
+	$(if $(IMAGES_TOUCH),touch -d @1 $(IMAGES_DIR)/$(GOARCH)/$* $(IMAGES_DIR)/$(GOARCH)/$*.cdx.json)
+	@SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' $(BUILD_IMAGE) -name $* \
+	  -binary $(IMAGES_DIR)/$(GOARCH)/$* -sbom $(IMAGES_DIR)/$(GOARCH)/$*.cdx.json \
+	  -version '$(VERSION)' -revision '$(REVISION)' -description '$(IMAGE_DESC_$*)' \
+	  -source '$(IMAGES_SOURCE)' -licenses '$(IMAGES_LICENSES)' \
+	  -out $(IMAGES_DIR)/$*.oci.tar -sbom-out $(IMAGES_DIR)/$*.cdx.json -digest-file $(IMAGES_DIR)/$*.digest
+
+# Twice, from scratch, into two fresh directories; the second build under
+# umask 077 with its inputs re-dated. Any differing byte fails. The Go build
+# cache is shared (the compiler's own reproducibility is Go's promise);
+# IMAGES_CHECK_FRESH_CACHE=1 gives the second build an empty one (slow).
+.PHONY: images-check
+images-check: $(BUILD_IMAGE) $(CYCLONEDX_GOMOD) ## Build the images twice (fresh dirs, umask 077, re-dated inputs); fail unless identical
+	@tmp=$$(mktemp -d); keep=; trap '[[ -n "$$keep" ]] || rm -rf "$$tmp"' EXIT; \
+	set -- VERSION='$(VERSION)' REVISION='$(REVISION)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' GOARCH='$(GOARCH)'; \
+	echo "==> images-check: first build"; \
+	$(MAKE) --no-print-directory images IMAGES_DIR="$$tmp/1" "$$@"; \
+	echo "==> images-check: second build (umask 077, inputs re-dated$(if $(IMAGES_CHECK_FRESH_CACHE),$(comma) empty Go build cache))"; \
+	( umask 077; $(if $(IMAGES_CHECK_FRESH_CACHE),GOCACHE="$$tmp/gocache") \
+	  $(MAKE) --no-print-directory images IMAGES_DIR="$$tmp/2" IMAGES_TOUCH=1 "$$@" ); \
+	for n in $(IMAGES); do \
+	  for f in $$n.oci.tar $$n.cdx.json $$n.digest; do \
+	    if ! cmp "$$tmp/1/$$f" "$$tmp/2/$$f"; then \
+	      echo "NOT REPRODUCIBLE: $$f differs between two builds (both kept in $$tmp)" >&2; keep=1; \
+	      [[ $$f != *.tar ]] || diff <(tar -tvf "$$tmp/1/$$f") <(tar -tvf "$$tmp/2/$$f") >&2 || true; \
+	      exit 1; \
+	    fi; \
+	  done; \
+	  echo "==> $$n: reproducible, $$(cat "$$tmp/1/$$n.digest")"; \
+	done
+comma := ,
+
+.PHONY: $(BUILD_IMAGE)
+$(BUILD_IMAGE):
+	@mkdir -p $(BIN)
+	cd images && GOWORK=off GOOS= GOARCH= CGO_ENABLED=0 go build -trimpath -buildvcs=false -o $(CURDIR)/$@ ./cmd/build-image
+# ---- end of container images ------------------------------------------------
+
 # The operator's tests run a real kube-apiserver and etcd (envtest): the
 # installer builds them once (10-20 minutes on a fresh machine, then a stamp
 # check) and its answer, the folder, becomes KUBEBUILDER_ASSETS. It runs here,
@@ -151,6 +245,10 @@ TEST_ENV = KUBEBUILDER_ASSETS="$$(cat $(CURDIR)/$(ASSETS_FILE))" DATABASE_URL='$
 .PHONY: test
 test: $(ASSETS_FILE) ## go test -race in every module (needs PostgreSQL at TEST_DATABASE_URL; builds the k8s test binaries once)
 	$(call each_module_with_pkgs,test,$(TEST_ENV) go test $(TEST_FLAGS) ./...)
+
+.PHONY: e2e
+e2e: $(ASSETS_FILE) ## The whole system end to end (e2e/: PostgreSQL, kube-apiserver, operator, two authd behind a balancer, the app); also part of make test
+	cd e2e && $(TEST_ENV) go test $(TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: $(ASSETS_FILE) ## Benchmarks of services, operator and e2e (BENCH=regexp, BENCH_FLAGS=...)
@@ -201,8 +299,9 @@ controller_gen = (cd api && $(CURDIR)/$(CONTROLLER_GEN) object paths=./v1alpha1/
 	  output:rbac:artifacts:config=$(1)/operator/config/rbac paths=./...)
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code, CRD manifests and RBAC with controller-gen
+generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code, CRD manifests and RBAC with controller-gen (and the chart's copy of the CRDs)
 	$(call controller_gen,$(CURDIR))
+	cp api/crds/*.yaml charts/strongroom/crds/
 
 .PHONY: generate-check
 generate-check: $(CONTROLLER_GEN) ## Fail if generated files differ from what controller-gen makes
@@ -222,7 +321,7 @@ tidy: ## go mod tidy in every module
 	$(call each_module,go mod tidy,go mod tidy)
 
 .PHONY: tools
-tools: $(STATICCHECK) $(GOVULNCHECK) $(CONTROLLER_GEN) $(VULNDB) ## Build the lint tools and the vulnerability database
+tools: $(STATICCHECK) $(GOVULNCHECK) $(CONTROLLER_GEN) $(CYCLONEDX_GOMOD) $(VULNDB) ## Build the lint tools, the SBOM generator and the vulnerability database
 
 # Real kube-apiserver, etcd, kubectl, helm and kubeconform (with offline
 # schemas), built from the Go module proxy into a cache folder outside the
@@ -248,6 +347,12 @@ $(STATICCHECK): $(STAMPS)/staticcheck-$(STATICCHECK_VERSION)-$(GOTOOLCHAIN)
 
 $(CONTROLLER_GEN): $(STAMPS)/controller-gen-$(CONTROLLER_GEN_VERSION)-$(GOTOOLCHAIN)
 	GOBIN=$(CURDIR)/$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	@touch $@
+
+# The SBOM generator of `make images`. GOOS= GOARCH=: always for this
+# machine, even under `make images GOARCH=arm64`.
+$(CYCLONEDX_GOMOD): $(STAMPS)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)-$(GOTOOLCHAIN)
+	GOBIN=$(CURDIR)/$(BIN) GOOS= GOARCH= go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
 	@touch $@
 
 $(GOVULNCHECK): $(STAMPS)/govulncheck-$(GOVULNCHECK_VERSION)-$(GOTOOLCHAIN)

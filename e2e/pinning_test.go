@@ -291,18 +291,7 @@ func buildBinary(t *testing.T, root, pkg string, extra ...string) string {
 // environment plus environ.
 func runOperator(t *testing.T, bin string, env *envtest.Environment, environ ...string) {
 	t.Helper()
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := mastersKubeconfig(t, env, "operator")
 	logs := &syncBuffer{}
 	cmd := exec.Command(bin, "--kubeconfig", path, "--namespace", "bank",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
@@ -318,6 +307,25 @@ func runOperator(t *testing.T, bin string, env *envtest.Environment, environ ...
 			t.Logf("operator logs:\n%s", logs.String())
 		}
 	})
+}
+
+// mastersKubeconfig writes a kubeconfig of a new system:masters user of
+// env's API server and returns its path.
+func mastersKubeconfig(t *testing.T, env *envtest.Environment, name string) string {
+	t.Helper()
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // caPinningClient trusts roots and, when pins is not nil, also requires

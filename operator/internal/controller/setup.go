@@ -65,10 +65,14 @@ func CacheOptions() cache.Options {
 // end-to-end tests, api/fastclock). Never less than a second: a
 // transition due now is requeued shortly rather than spun on.
 func requeueAfter(clk clock.PassiveClock, d time.Duration) time.Duration {
-	if f, ok := clk.(interface {
-		Wall(time.Duration) time.Duration
-	}); ok {
+	if f, ok := clk.(wallScaler); ok {
 		d = f.Wall(d)
 	}
 	return max(d, time.Second)
+}
+
+// wallScaler is a clock that runs at another speed than the wall clock
+// (api/fastclock.Clock).
+type wallScaler interface {
+	Wall(time.Duration) time.Duration
 }

@@ -195,7 +195,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		current = 0
 	}
 	if current != len(ms) {
-		return fmt.Errorf("database schema is at version %d, this binary needs %d: run `authd migrate` (or start with --migrate)", current, len(ms))
+		return fmt.Errorf("database schema is at version %d, this binary needs %d: run `authd migrate` (or start with --migrate-on-start)", current, len(ms))
 	}
 	return nil
 }
