@@ -153,7 +153,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// the expiry moves by the difference, like the device grants',
 		// which authd dates itself; iat stays fosite's, which checks it
 		// against the wall clock. In production the two clocks are one.
-		if d := s.Now().Sub(time.Now()); d > time.Second || d < -time.Second {
+		if d := time.Until(s.Now()); d > time.Second || d < -time.Second {
 			session.SetExpiresAt(fosite.AccessToken, session.GetExpiresAt(fosite.AccessToken).Add(d))
 		}
 		for _, sc := range ar.GetRequestedScopes() {
