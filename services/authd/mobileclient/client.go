@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"strongroom.dev/services/authd/internal/sealing"
@@ -34,7 +35,10 @@ const (
 	GrantBiometric = "urn:strongroom:params:oauth:grant-type:biometric-signature"
 )
 
-// Client is one app installation on one device.
+// Client is one app installation on one device. Once enrolled, its
+// methods are safe for concurrent use, and so is using copies of it
+// side by side; Enroll and EnrollBiometric change the client and must
+// not run alongside other calls.
 type Client struct {
 	// Issuer is authd's public URL.
 	Issuer   string
@@ -54,7 +58,35 @@ type Client struct {
 	// assertions, the expiry of pin sets.
 	Now func() time.Time
 
-	nonce string
+	// nonces is the server's latest DPoP nonce, shared by copies of the
+	// client and safe for concurrent use: an app refreshes from several
+	// threads at once. Nil (a Client built as a literal) learns the nonce
+	// anew on each request.
+	nonces *nonceCell
+}
+
+// nonceCell holds the latest DPoP-Nonce the server sent.
+type nonceCell struct {
+	mu sync.Mutex
+	v  string
+}
+
+func (n *nonceCell) get() string {
+	if n == nil {
+		return ""
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.v
+}
+
+func (n *nonceCell) set(v string) {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	n.v = v
+	n.mu.Unlock()
 }
 
 // New returns a client with a fresh device key.
@@ -66,7 +98,7 @@ func New(issuer string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Client{Issuer: strings.TrimSuffix(issuer, "/"), HTTP: hc, ClientID: "mobile-app", DeviceKey: k}, nil
+	return &Client{Issuer: strings.TrimSuffix(issuer, "/"), HTTP: hc, ClientID: "mobile-app", DeviceKey: k, nonces: &nonceCell{}}, nil
 }
 
 // KeyThumbprint is the device key's RFC 7638 thumbprint (cnf.jkt).
@@ -107,8 +139,9 @@ func Code(err error) string {
 // anew for each try (a sealed passcode is bound to the proof's jti).
 func (c *Client) request(ctx context.Context, method, path string, prepare func(jti string) (body []byte, ctype string, err error), accessToken string) (*http.Response, []byte, error) {
 	u := c.Issuer + path
+	nonce := c.nonces.get()
 	for try := 0; ; try++ {
-		proof, jti, err := c.proof(method, u, accessToken)
+		proof, jti, err := c.proof(method, u, nonce, accessToken)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -140,7 +173,8 @@ func (c *Client) request(ctx context.Context, method, path string, prepare func(
 			return nil, nil, err
 		}
 		if n := resp.Header.Get("DPoP-Nonce"); n != "" {
-			c.nonce = n
+			nonce = n
+			c.nonces.set(n)
 		}
 		if try == 0 && resp.StatusCode == http.StatusBadRequest && resp.Header.Get("DPoP-Nonce") != "" && errorCode(raw) == "use_dpop_nonce" {
 			continue
@@ -150,8 +184,8 @@ func (c *Client) request(ctx context.Context, method, path string, prepare func(
 }
 
 // proof signs a DPoP proof and returns it with its jti.
-func (c *Client) proof(method, u, accessToken string) (string, string, error) {
-	p, err := dpop.NewProof(c.DeviceKey, method, u, c.nonce, accessToken, c.now())
+func (c *Client) proof(method, u, nonce, accessToken string) (string, string, error) {
+	p, err := dpop.NewProof(c.DeviceKey, method, u, nonce, accessToken, c.now())
 	if err != nil {
 		return "", "", err
 	}

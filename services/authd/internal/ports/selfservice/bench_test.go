@@ -78,8 +78,7 @@ func BenchmarkGuessFlood(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := *app
-				_, err := c.SignIn(ctx, "999999")
+				_, err := app.SignIn(ctx, "999999")
 				if code := mobileclient.Code(err); code != "passcode_incorrect" {
 					mu.Lock()
 					refused++

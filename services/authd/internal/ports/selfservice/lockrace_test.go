@@ -55,14 +55,13 @@ func TestLockWinsOverConcurrentSignIns(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := *app
 				for {
 					select {
 					case <-stop:
 						return
 					default:
 					}
-					err := signIn(&c)
+					err := signIn(app)
 					switch code := mobileclient.Code(err); {
 					case err == nil:
 						tokens.Add(1)

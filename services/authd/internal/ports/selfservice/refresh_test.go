@@ -116,8 +116,7 @@ func TestParallelRefreshes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := *app
-			got, err := c.Refresh(ctx, tok.RefreshToken)
+			got, err := app.Refresh(ctx, tok.RefreshToken)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -240,8 +239,7 @@ func TestRefreshRacingRevocation(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := *app
-				_, _ = c.Refresh(ctx, tok.RefreshToken)
+				_, _ = app.Refresh(ctx, tok.RefreshToken)
 			}()
 		}
 		if err := s.App.OAuth.Storage.RevokeSession(ctx, sid, "signed_out", ""); err != nil {
@@ -462,9 +460,8 @@ func TestRefreshUnderLoad(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := *apps[i]
 				<-start
-				got, err := c.Refresh(ctx, toks[i].RefreshToken)
+				got, err := apps[i].Refresh(ctx, toks[i].RefreshToken)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
