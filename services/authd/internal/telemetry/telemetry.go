@@ -39,10 +39,17 @@ type Options struct {
 // span ids (the response's traceparent, the audit trail's trace id), but
 // cost no attributes, events or end processing on the hot path.
 func Setup(ctx context.Context, o Options) (*sdktrace.TracerProvider, error) {
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
-		attribute.String("service.name", o.ServiceName),
-		attribute.String("service.version", o.ServiceVersion),
-	))
+	// The environment (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) comes
+	// last, so that it overrides the built-in name: an SRE names each
+	// deployment (authd-eu-1) without a rebuild.
+	res, err := resource.New(ctx,
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(
+			attribute.String("service.name", o.ServiceName),
+			attribute.String("service.version", o.ServiceVersion),
+		),
+		resource.WithFromEnv(),
+	)
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("build telemetry resource: %w", err)
 	}

@@ -254,13 +254,60 @@ func TestSetup(t *testing.T) {
 	if !strings.HasSuffix(resp.Header.Get("Traceparent"), "-01") {
 		t.Errorf("response traceparent %q is not sampled", resp.Header.Get("Traceparent"))
 	}
-	var service string
-	for _, kv := range spans[0].Resource.Attributes() {
-		if kv.Key == "service.name" {
-			service = kv.Value.AsString()
+	if got := resourceAttr(spans[0], "service.name"); got != "authd-test" {
+		t.Errorf("service.name = %q", got)
+	}
+}
+
+// TestSetupResourceFromEnvironment: OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES name a deployment over the built-in name;
+// what they leave out keeps authd's values.
+func TestSetupResourceFromEnvironment(t *testing.T) {
+	for _, c := range []struct {
+		name, serviceName, attrs string
+		want                     map[string]string
+	}{
+		{"unset", "", "", map[string]string{"service.name": "authd", "service.version": "v1.2.3"}},
+		{"service name", "authd-eu-1", "", map[string]string{"service.name": "authd-eu-1", "service.version": "v1.2.3"}},
+		{"resource attributes", "", "service.name=authd-us,deployment.environment.name=prod",
+			map[string]string{"service.name": "authd-us", "deployment.environment.name": "prod", "service.version": "v1.2.3"}},
+		{"service name wins", "authd-eu-2", "service.name=other", map[string]string{"service.name": "authd-eu-2"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("OTEL_SERVICE_NAME", c.serviceName)
+			t.Setenv("OTEL_RESOURCE_ATTRIBUTES", c.attrs)
+			exp := tracetest.NewInMemoryExporter()
+			tp, err := Setup(t.Context(), Options{ServiceName: "authd", ServiceVersion: "v1.2.3", Exporter: exp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = tp.Shutdown(context.Background())
+				otel.SetTracerProvider(noop.NewTracerProvider())
+			})
+			_, span := tp.Tracer("test").Start(t.Context(), "x")
+			span.End()
+			if err := tp.ForceFlush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			spans := exp.GetSpans()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans", len(spans))
+			}
+			for k, v := range c.want {
+				if got := resourceAttr(spans[0], k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func resourceAttr(s tracetest.SpanStub, key string) string {
+	for _, kv := range s.Resource.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.AsString()
 		}
 	}
-	if service != "authd-test" {
-		t.Errorf("service.name = %q", service)
-	}
+	return ""
 }
