@@ -317,8 +317,8 @@ generate-check: $(CONTROLLER_GEN) ## Fail if generated files differ from what co
 	done
 
 .PHONY: tidy
-tidy: ## go mod tidy in every module
-	$(call each_module,go mod tidy,go mod tidy)
+tidy: ## go mod tidy in every module (the standalone ones with GOWORK=off)
+	$(call each_module_with_pkgs,go mod tidy,go mod tidy)
 
 .PHONY: tools
 tools: $(STATICCHECK) $(GOVULNCHECK) $(CONTROLLER_GEN) $(CYCLONEDX_GOMOD) $(VULNDB) ## Build the lint tools, the SBOM generator and the vulnerability database
