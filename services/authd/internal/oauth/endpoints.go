@@ -96,6 +96,17 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		s.Provider.WriteIntrospectionError(ctx, w, err)
 		return
 	}
+	// What the user confirmed lives only in the token (the log keeps its
+	// digest), so it is read from the token, which fosite has verified by
+	// now: RFC 9396 §9.2 wants it in the answer, as a resource server
+	// that verifies the JWT itself would see it.
+	if ir.GetTokenUse() == fosite.AccessToken {
+		if sess, ok := ir.GetAccessRequester().GetSession().(*Session); ok {
+			if d := accessTokenClaim(r.PostForm.Get("token"), ClaimAuthorizationDetails); d != nil {
+				sess.SetClaim(ClaimAuthorizationDetails, d)
+			}
+		}
+	}
 	s.Provider.WriteIntrospectionResponse(ctx, w, ir)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,7 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"sid changed to an unknown session", withPayload(t, good, func(c map[string]any) { c["sid"] = uuid.NewString() })},
 		{"exp pushed into the future", withPayload(t, good, func(c map[string]any) { c["exp"] = now.Add(time.Hour).Unix() })},
 		{"jti changed", withPayload(t, good, func(c map[string]any) { c["jti"] = uuid.NewString() })},
+		{"authorization_details slipped in", withPayload(t, good, func(c map[string]any) { c["authorization_details"] = []any{map[string]any{"type": "payment"}} })},
 		{"signature of another token", strings.Join(strings.Split(good, ".")[:2], ".") + "." + strings.Split(victim, ".")[2]},
 		{"alg none", base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt"}`)) + "." + strings.Split(good, ".")[1] + "."},
 		{"expired, signed by authd", sign(own, func(c map[string]any) {
@@ -138,6 +140,18 @@ func TestIntrospectionAnswers(t *testing.T) {
 	fresh := sign(own, func(c map[string]any) { c["iat"], c["exp"] = now.Unix(), now.Add(time.Minute).Unix() })
 	if m := introspect(t, s, fresh); m["active"] != true || m["exp"] != float64(now.Add(time.Minute).Unix()) || m["iat"] != float64(now.Unix()) {
 		t.Fatalf("a token signed by authd: %v", m)
+	}
+	if _, ok := introspect(t, s, fresh)["authorization_details"]; ok {
+		t.Fatal("authorization_details answered for a token without them")
+	}
+	// Details are answered as the signed token carries them (RFC 9396 §9.2).
+	details := []any{map[string]any{"type": "payment", "amount": "12.00", "currency": "EUR"}}
+	paid := sign(own, func(c map[string]any) {
+		c["iat"], c["exp"] = now.Unix(), now.Add(time.Minute).Unix()
+		c["authorization_details"] = details
+	})
+	if m := introspect(t, s, paid); m["active"] != true || !reflect.DeepEqual(m["authorization_details"], details) {
+		t.Fatalf("a token with authorization_details: %v", m)
 	}
 	// None of this touched the sessions it named.
 	if introspect(t, s, good)["active"] != true || introspect(t, s, victim)["active"] != true {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,19 @@ func TestBiometricJourney(t *testing.T) {
 	_ = json.Unmarshal(pc["iat"], &iat)
 	if exp-iat != 300 {
 		t.Errorf("payment token lifetime %d s, want the access token's 300", exp-iat)
+	}
+	// A resource server that introspects (RFC 7662) learns what one that
+	// verifies the JWT learns: the confirmed details exactly (RFC 9396
+	// §9.2), the strength of the authentication and the key binding.
+	in := s.Form(t, s.AdminURL+"/oauth2/introspect", basicAuth("back-office", s.AdminSecret), url.Values{"token": {payTok.AccessToken}})
+	var im map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(in.Body), &im); err != nil || in.Status != 200 {
+		t.Fatalf("introspection of the payment token: %d %s", in.Status, in.Body)
+	}
+	for _, claim := range []string{"authorization_details", "acr", "amr", "auth_time", "cnf", "sid"} {
+		if !jsonEqual(im[claim], pc[claim]) {
+			t.Errorf("introspection's %s = %s, the token's %s", claim, im[claim], pc[claim])
+		}
 	}
 	// The confirmation's session ends with its token, and lists as such.
 	if _, err := app.Sessions(ctx, payTok); err != nil {
