@@ -181,6 +181,9 @@ func TestServeDevMode(t *testing.T) {
 				},
 			}}}
 			defer client.CloseIdleConnections()
+			// /readyz answers 200 from "authd started" on; "dev mode"
+			// comes earlier, while the application still opens.
+			started := logs.find(t, func(m map[string]any) bool { return m["msg"] == "authd started" })
 			for _, u := range []string{"https://" + admin + "/healthz", "https://" + admin + "/readyz"} {
 				resp, err := client.Get(u)
 				if err != nil {
@@ -191,7 +194,6 @@ func TestServeDevMode(t *testing.T) {
 					t.Errorf("GET %s: %d", u, resp.StatusCode)
 				}
 			}
-			started := logs.find(t, func(m map[string]any) bool { return m["msg"] == "authd started" })
 			if started["issuer"] != "https://"+public {
 				t.Errorf("issuer %v, want https://%s", started["issuer"], public)
 			}
