@@ -960,6 +960,19 @@ func TestChartRender(t *testing.T) {
 			t.Error("the pod template does not change with the clients")
 		}
 	})
+	t.Run("PROXY protocol senders become one flag", func(t *testing.T) {
+		const flag = "--proxy-protocol-from="
+		_, plain := def.authd(t)
+		for _, a := range plain.Args {
+			if strings.HasPrefix(a, flag) {
+				t.Fatalf("default render has %s", a)
+			}
+		}
+		_, ctr := c.template(t, chartDefaults("--set-json", `authd.config.proxyProtocolFrom=["10.0.0.0/8","2001:db8::/32"]`)...).authd(t)
+		if !slices.Contains(ctr.Args, flag+"10.0.0.0/8,2001:db8::/32") {
+			t.Errorf("args %q", ctr.Args)
+		}
+	})
 	t.Run("autoscaling off: replicas in the Deployment", func(t *testing.T) {
 		r := c.template(t, chartDefaults("--set", "authd.autoscaling.enabled=false")...)
 		if n := len(r.all("HorizontalPodAutoscaler")); n != 0 {
@@ -1066,6 +1079,8 @@ func TestChartLint(t *testing.T) {
 		{"a public client with client_credentials", []string{"--set-json", client(`"token_endpoint_auth_method":"none","grant_types":["client_credentials"],`)}, []string{schemaErr, "grant_types"}},
 		{"a confidential client without its hash", []string{"--set-json", client(`"token_endpoint_auth_method":"client_secret_basic","grant_types":["client_credentials"],`)}, []string{schemaErr, "client_secret_sha256"}},
 		{"a wrong algorithm for the purpose", []string{"--set", "keySets.tokenSigning.algorithm=HS256"}, []string{schemaErr, "algorithm"}},
+		{"PROXY protocol from everyone", []string{"--set-json", `authd.config.proxyProtocolFrom=["10.0.0.0/8","0.0.0.0/0"]`}, []string{schemaErr, "proxyProtocolFrom"}},
+		{"PROXY protocol from a host name", []string{"--set-json", `authd.config.proxyProtocolFrom=["lb.internal"]`}, []string{schemaErr, "proxyProtocolFrom"}},
 		{"no issuer", []string{"--set", "issuer="}, []string{"issuer is required"}},
 		{"no database Secret", []string{"--set", "database.existingSecret="}, []string{"database.existingSecret is required"}},
 		{"no peppers Secret", []string{"--set", "peppers.existingSecret="}, []string{"peppers.existingSecret is required"}},

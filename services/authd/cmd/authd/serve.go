@@ -75,6 +75,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	srv, err := httpserver.New(httpserver.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen, TLS: tlsConf, Logger: log,
+		ProxyProtocolFrom: cfg.ProxyProtocolSenders(),
 	})
 	if err != nil {
 		return err

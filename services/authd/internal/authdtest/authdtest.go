@@ -16,7 +16,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -105,6 +108,9 @@ type Options struct {
 	ChallengeLifetime, StepUpMaxAge time.Duration
 	// Clock replaces the wall clock (config.Config.TimeSource).
 	Clock interface{ Now() time.Time }
+	// ProxyProtocolFrom makes the public listener take only connections
+	// from these senders with a PROXY protocol header (BalancerClient).
+	ProxyProtocolFrom []string
 }
 
 var global struct {
@@ -141,7 +147,8 @@ func Start(t testing.TB, o Options) *Server {
 		t.Fatal(err)
 	}
 	srv, err := httpserver.New(httpserver.Options{PublicAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS}}, Logger: log, TracerProvider: tp})
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS}}, Logger: log, TracerProvider: tp,
+		ProxyProtocolFrom: o.ProxyProtocolFrom})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +225,45 @@ func Start(t testing.TB, o Options) *Server {
 		MaxIdleConnsPerHost: 64,
 	}}
 	t.Cleanup(s.Client.CloseIdleConnections)
+	if len(o.ProxyProtocolFrom) > 0 {
+		// The helpers' requests come through the balancer too.
+		s.Client = s.BalancerClient(t, "192.0.2.1:40000")
+	}
 	return s
+}
+
+// BalancerClient is an HTTP client for authd as seen through a load
+// balancer sending the PROXY protocol, forwarding a client at clientAddr
+// ("ip:port"): each connection to the public listener opens with a v2
+// header naming it (the internal listener is reached directly). The
+// server must trust 127.0.0.1 (Options.ProxyProtocolFrom).
+func (s *Server) BalancerClient(t testing.TB, clientAddr string) *http.Client {
+	t.Helper()
+	client := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(clientAddr))
+	public := strings.TrimPrefix(s.PublicURL, "https://")
+	tr := s.DirectClient().Transport.(*http.Transport)
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil || addr != public {
+			return c, err
+		}
+		if _, err := proxyproto.HeaderProxyFromAddrs(2, client, c.RemoteAddr()).WriteTo(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	hc := &http.Client{Timeout: s.Client.Timeout, Transport: tr}
+	t.Cleanup(hc.CloseIdleConnections)
+	return hc
+}
+
+// DirectClient is a new client like Client that never sends a PROXY
+// protocol header.
+func (s *Server) DirectClient() *http.Client {
+	tr := s.Client.Transport.(*http.Transport).Clone()
+	tr.DialContext = nil
+	return &http.Client{Timeout: s.Client.Timeout, Transport: tr}
 }
 
 // Response is a finished HTTP exchange.

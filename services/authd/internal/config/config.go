@@ -28,6 +28,13 @@ type Config struct {
 	// /oauth2/introspect, /metrics, /healthz, /readyz). It must never be
 	// exposed through the public Ingress.
 	AdminListen string
+	// ProxyProtocolFrom is the comma-separated IPs and CIDRs of the load
+	// balancers in front of the public listener, canonical ("" for none).
+	// When set, the public listener takes connections only from them and
+	// only with a PROXY protocol header, whose source address is the
+	// client's IP (rate limits, audit trail). A string, not a slice, so
+	// that Config stays comparable; ProxyProtocolSenders splits it.
+	ProxyProtocolFrom string
 	// Dev runs the self-contained developer mode of CONTRACT.md: loopback
 	// only, generated TLS certificate, events in memory unless DatabaseURL.
 	Dev bool
@@ -115,6 +122,15 @@ func (c Config) Clock() func() time.Time {
 		return c.TimeSource.Now
 	}
 	return time.Now
+}
+
+// ProxyProtocolSenders is ProxyProtocolFrom as a list of CIDRs (nil for
+// none).
+func (c Config) ProxyProtocolSenders() []string {
+	if c.ProxyProtocolFrom == "" {
+		return nil
+	}
+	return strings.Split(c.ProxyProtocolFrom, ",")
 }
 
 // Load parses args (the arguments after the subcommand, without the program

@@ -181,6 +181,26 @@ func TestLoad(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "PROXY protocol senders, canonical",
+			args: []string{"--proxy-protocol-from", " 10.0.0.0/8, 192.168.1.7 ,2001:db8::/32,::ffff:10.1.2.3"},
+			env:  prod,
+			want: func(t *testing.T, c Config) {
+				const want = "10.0.0.0/8,192.168.1.7/32,2001:db8::/32,::ffff:10.1.2.3/128"
+				if c.ProxyProtocolFrom != want || strings.Join(c.ProxyProtocolSenders(), ",") != want {
+					t.Errorf("ProxyProtocolFrom = %q, senders %q", c.ProxyProtocolFrom, c.ProxyProtocolSenders())
+				}
+			},
+		},
+		{
+			name: "no PROXY protocol senders by default",
+			env:  prod,
+			want: func(t *testing.T, c Config) {
+				if c.ProxyProtocolFrom != "" || c.ProxyProtocolSenders() != nil {
+					t.Errorf("ProxyProtocolFrom = %q", c.ProxyProtocolFrom)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,6 +242,14 @@ func TestLoadRefuses(t *testing.T) {
 		{name: "invalid UTF-8", args: []string{"--dev", "--issuer", "https://\xff"}, want: []string{"not valid UTF-8"}},
 		{name: "huge value", args: []string{"--dev", "--listen", strings.Repeat("1", 5000)}, want: []string{"longer than 4096 bytes"}, never: []string{strings.Repeat("1", 200)}},
 		{name: "same address twice", args: []string{"--dev", "--listen", "127.0.0.1:9000", "--admin-listen", "localhost:9000"}, want: []string{"needs its own address"}},
+		{name: "PROXY protocol from everyone", args: []string{"--proxy-protocol-from", "10.0.0.0/8,0.0.0.0/0"}, env: prod, want: []string{"--proxy-protocol-from", "any client choose its IP"}},
+		{name: "PROXY protocol from every IPv6 peer", args: []string{"--proxy-protocol-from", "::/0"}, env: prod, want: []string{"any client choose its IP"}},
+		{name: "PROXY protocol sender with host bits", args: []string{"--proxy-protocol-from", "10.0.0.1/8"}, env: prod, want: []string{"host bits", "10.0.0.0/8"}},
+		{name: "PROXY protocol sender not an IP", args: []string{"--proxy-protocol-from", "lb.internal"}, env: prod, want: []string{"not an IP or CIDR"}},
+		{name: "PROXY protocol sender with a zone", args: []string{"--proxy-protocol-from", "fe80::1%eth0"}, env: prod, want: []string{"not an IP or CIDR"}},
+		{name: "PROXY protocol empty entry", args: []string{"--proxy-protocol-from", "10.0.0.0/8,,10.1.0.0/16"}, env: prod, want: []string{"not an IP or CIDR"}},
+		{name: "PROXY protocol prefix too long", args: []string{"--proxy-protocol-from", "10.0.0.0/33"}, env: prod, want: []string{"not an IP or CIDR"}},
+		{name: "PROXY protocol too many senders", args: []string{"--proxy-protocol-from", strings.Repeat("10.0.0.1,", 64) + "10.0.0.2"}, env: prod, want: []string{"more than 64"}},
 		{name: "production without anything", want: []string{"--database-url", "--tls-cert-file", "--issuer"}},
 		{name: "production without TLS key", env: with(prod, "STRONGROOM_TLS_KEY_FILE", ""), want: []string{"--tls-key-file"}},
 		{name: "production without clients", env: with(prod, "STRONGROOM_CLIENTS_FILE", ""), want: []string{"--clients-file"}},

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -43,6 +44,14 @@ var settings = []setting{
 		DefaultDoc: "`:8444`; dev: `127.0.0.1:8444`",
 		Meaning:    "internal listener address (admin API, introspection, metrics, health); never expose it publicly",
 		apply:      func(c *Config, raw string) error { c.AdminListen = raw; return nil },
+	},
+	{
+		Name: "ProxyProtocolFrom", Flag: "proxy-protocol-from", Env: "STRONGROOM_PROXY_PROTOCOL_FROM",
+		DefaultDoc: "none: a client's IP is the TCP peer's",
+		Meaning: "comma-separated IPs or CIDRs of the load balancers in front of the public listener (behind TLS passthrough the TCP peer is the balancer). " +
+			"When set, the public listener takes connections only from them, each opening with a PROXY protocol v1 or v2 header whose source is the client's IP " +
+			"(per-IP limits, audit trail); anything else is dropped",
+		apply: func(c *Config, raw string) (err error) { c.ProxyProtocolFrom, err = parseSenders(raw); return err },
 	},
 	{
 		Name: "Dev", Flag: "dev", Env: "STRONGROOM_DEV", Default: "false", isBool: true,
@@ -318,6 +327,50 @@ const (
 	minSecretLen = 16
 	maxSecretLen = 256
 )
+
+// maxSenders bounds the PROXY protocol senders: a handful of load
+// balancer subnets, never a list of clients.
+const maxSenders = 64
+
+// parseSenders checks a comma-separated list of IPs and CIDRs and returns
+// it canonical (CIDRs masked, IPs as /32 or /128). A prefix of length 0
+// would let any peer choose its client IP and is refused, as are zones and
+// CIDRs with host bits set (10.0.0.1/8 is most likely a typo).
+func parseSenders(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", nil
+	}
+	parts := strings.Split(raw, ",")
+	if len(parts) > maxSenders {
+		return "", fmt.Errorf("more than %d entries", maxSenders)
+	}
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		var pfx netip.Prefix
+		if strings.Contains(p, "/") {
+			var err error
+			if pfx, err = netip.ParsePrefix(p); err != nil {
+				return "", fmt.Errorf("%q is not an IP or CIDR", p)
+			}
+			if pfx.Masked() != pfx {
+				return "", fmt.Errorf("%q has host bits set (did you mean %s?)", p, pfx.Masked())
+			}
+		} else {
+			a, err := netip.ParseAddr(p)
+			if err != nil || a.Zone() != "" {
+				return "", fmt.Errorf("%q is not an IP or CIDR", p)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		if pfx.Bits() == 0 {
+			return "", fmt.Errorf("%q would let any client choose its IP", p)
+		}
+		out = append(out, pfx.String())
+	}
+	return strings.Join(out, ","), nil
+}
 
 func parseBool(raw string) (bool, error) {
 	b, err := strconv.ParseBool(raw)

@@ -31,9 +31,10 @@ const (
 // X-Request-ID or else the trace id. The correlation id is echoed in the
 // X-Request-ID response header.
 //
-// The IP is the peer of the TCP connection. Forwarded headers are not
-// trusted: which proxies may set them is deployment configuration that
-// does not exist yet.
+// The IP is the peer of the TCP connection, or, behind a load balancer
+// listed in Options.ProxyProtocolFrom, the source its PROXY protocol
+// header names. Forwarded headers are never trusted: with TLS passthrough
+// no proxy can add them, so only a client could.
 func requestContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()

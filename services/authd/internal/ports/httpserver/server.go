@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -51,6 +52,13 @@ type Options struct {
 	MaxBodyBytes int64
 	// ReadinessTimeout bounds one /readyz evaluation; 0 means 2s.
 	ReadinessTimeout time.Duration
+	// ProxyProtocolFrom lists the IPs and CIDRs of the load balancers in
+	// front of the public listener. When it is not empty, the public
+	// listener takes connections only from them, and only when they open
+	// with a PROXY protocol (v1 or v2) header; the header's source is the
+	// client address handlers see. Anything else is dropped: a port that
+	// takes both would let any client choose its IP.
+	ProxyProtocolFrom []string
 }
 
 // The routes the internal listener always serves.
@@ -75,6 +83,8 @@ type listener struct {
 	ln      net.Listener
 	mu      sync.Mutex
 	serving bool
+	// proxyFrom: see Options.ProxyProtocolFrom.
+	proxyFrom []netip.Prefix
 }
 
 // New builds both listeners without binding them: call Listen, add routes
@@ -103,6 +113,13 @@ func New(o Options) (*Server, error) {
 		errc:      make(chan error, 2),
 	}
 	s.public = s.newListener("public", o.PublicAddr, tlsConf, o)
+	if len(o.ProxyProtocolFrom) > 0 {
+		senders, err := parseSenders(o.ProxyProtocolFrom)
+		if err != nil {
+			return nil, fmt.Errorf("httpserver: %w", err)
+		}
+		s.public.proxyFrom = senders
+	}
 	s.admin = s.newListener("admin", o.AdminAddr, tlsConf, o)
 	s.admin.mux.HandleFunc(RouteHealthz, healthz)
 	s.admin.mux.Handle(RouteReadyz, s.readiness)
@@ -155,6 +172,11 @@ func (s *Server) Listen() error {
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s on %s: %w", l.name, l.addr, err)
+		}
+		if l.proxyFrom != nil {
+			// Under TLS: the header comes first, in clear, from the
+			// balancer; the handshake follows it.
+			ln = &proxyListener{Listener: ln, senders: l.proxyFrom}
 		}
 		l.ln = ln
 	}

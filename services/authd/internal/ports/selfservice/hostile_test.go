@@ -243,6 +243,42 @@ func TestCodeAttemptsAreRateLimited(t *testing.T) {
 	}
 }
 
+// TestCodeLimitsBehindABalancer: behind a load balancer sending the PROXY
+// protocol (TLS passthrough), the per-address limit and the audit trail
+// see each client's own address, not the balancer's: one client guessing
+// codes does not lock out another, and a connection that bypasses the
+// balancer is not served.
+func TestCodeLimitsBehindABalancer(t *testing.T) {
+	s := authdtest.Start(t, authdtest.Options{CodeAttemptsPerIP: 20, ProxyProtocolFrom: []string{"127.0.0.1"}})
+	ctx := context.Background()
+	guesser := s.BalancerClient(t, "203.0.113.10:51000")
+	limited := 0
+	for range 12 {
+		app, _ := mobileclient.New(s.PublicURL, guesser)
+		if err := app.Enroll(ctx, strings.Repeat("D", 32), "Phone", "ios"); mobileclient.Code(err) == "rate_limited" {
+			limited++
+		}
+	}
+	if limited < 5 {
+		t.Fatalf("%d of 12 guesses from one client were rate limited", limited)
+	}
+	// Another customer behind the same balancer enrolls at once, and the
+	// log records their address.
+	app, _ := mobileclient.New(s.PublicURL, s.BalancerClient(t, "[2001:db8::7]:443"))
+	if err := app.Enroll(ctx, s.ActivationCode(t, "ivy", "enroll"), "Phone", "ios"); err != nil {
+		t.Fatalf("another client behind the balancer: %v", err)
+	}
+	evs, err := s.App.Store.ReadStream(ctx, app.DeviceID, 0)
+	if err != nil || len(evs) == 0 || evs[0].Personal == nil || evs[0].Personal.IP != "2001:db8::7" {
+		t.Fatalf("the enrolment's recorded IP: %+v, %v", evs, err)
+	}
+	// Straight to authd, without the header: dropped.
+	direct, _ := mobileclient.New(s.PublicURL, s.DirectClient())
+	if err := direct.Enroll(ctx, s.ActivationCode(t, "ivy", "enroll"), "Phone", "ios"); err == nil || mobileclient.Code(err) != "" {
+		t.Fatalf("a connection bypassing the balancer: %v", err)
+	}
+}
+
 // TestDeviceWithoutPasscodeIsRevoked: a device that sets no passcode in
 // time is revoked (its slot freed), and cannot set one late.
 func TestDeviceWithoutPasscodeIsRevoked(t *testing.T) {
