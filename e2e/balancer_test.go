@@ -6,17 +6,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // balancer is a TCP load balancer like a cloud's in TCP mode (or an
 // Ingress with TLS passthrough): each new connection goes to the next
 // backend in turn, bytes pass unchanged, so TLS ends at authd and the app
-// sees the pinned certificate itself.
+// sees the pinned certificate itself. With proxyProtocol it opens each
+// backend connection with a PROXY protocol v2 header naming the client,
+// as an AWS NLB with proxy protocol v2 does.
 type balancer struct {
-	ln       net.Listener
-	backends []string
-	next     atomic.Uint64
-	served   []atomic.Int64 // connections per backend
+	ln            net.Listener
+	backends      []string
+	proxyProtocol bool
+	next          atomic.Uint64
+	served        []atomic.Int64 // connections per backend
 
 	mu     sync.Mutex
 	open   map[net.Conn]struct{}
@@ -25,13 +30,14 @@ type balancer struct {
 }
 
 // startBalancer listens on a loopback port; it stops with the test.
-func startBalancer(t *testing.T, backends ...string) *balancer {
+func startBalancer(t *testing.T, proxyProtocol bool, backends ...string) *balancer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &balancer{ln: ln, backends: backends, served: make([]atomic.Int64, len(backends)), open: map[net.Conn]struct{}{}}
+	b := &balancer{ln: ln, backends: backends, proxyProtocol: proxyProtocol,
+		served: make([]atomic.Int64, len(backends)), open: map[net.Conn]struct{}{}}
 	b.wg.Add(1)
 	go b.accept()
 	t.Cleanup(b.stop)
@@ -71,6 +77,11 @@ func (b *balancer) serve(in net.Conn) {
 	for i := range uint64(len(b.backends)) {
 		n := (start + i) % uint64(len(b.backends))
 		c, err := net.Dial("tcp", b.backends[n])
+		if err == nil && b.proxyProtocol {
+			if _, err = proxyproto.HeaderProxyFromAddrs(2, in.RemoteAddr(), c.RemoteAddr()).WriteTo(c); err != nil {
+				c.Close()
+			}
+		}
 		if err == nil {
 			out = c
 			b.served[n].Add(1)

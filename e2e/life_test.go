@@ -205,24 +205,35 @@ func TestLifeOfAUser(t *testing.T) {
 			"--tls-cert-file", filepath.Join(m["tls"].dir, "tls.crt"), "--tls-key-file", filepath.Join(m["tls"].dir, "tls.key"),
 			"--pinset-dir", m["pinset"].dir, "--signing-keys-dir", m["signing"].dir,
 			"--sealing-keys-dir", m["sealing"].dir, "--hmac-keys-dir", m["hmac"].dir,
-			"--clients-file", clientsFile, "--peppers-dir", peppersDir, "--activation-code-lifetime", "30m")
+			"--clients-file", clientsFile, "--peppers-dir", peppersDir, "--activation-code-lifetime", "30m",
+			"--proxy-protocol-from", "127.0.0.1")
 	}
-	lb := startBalancer(t, replicas["a"].public, replicas["b"].public)
+	// The balancer sends the PROXY protocol, so authd sees each client's
+	// address: the phone's is 127.0.0.2, the balancer's 127.0.0.1.
+	lb := startBalancer(t, true, replicas["a"].public, replicas["b"].public)
+	const phoneIP = "127.0.0.2"
 
 	// TLS as the app and the back office see it: the bank's CA, checked at
 	// the system's clock.
 	tlsConfig := func(verify func(tls.ConnectionState) error) *tls.Config {
 		return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Time: clk.Now, VerifyConnection: verify}
 	}
-	dial := func(route map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialFrom := func(local string, route map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		if local != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+		}
 		return func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, _, _ := net.SplitHostPort(addr)
 			to, ok := route[host]
 			if !ok {
 				return nil, fmt.Errorf("no route to %s", addr)
 			}
-			return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, to)
+			return d.DialContext(ctx, network, to)
 		}
+	}
+	dial := func(route map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dialFrom("", route)
 	}
 	// The app pins every new connection (one per request, so the balancer
 	// spreads them over both replicas) to the pin set it holds.
@@ -234,7 +245,7 @@ func TestLifeOfAUser(t *testing.T) {
 	pins.hold(initial) // compiled into the app
 	public := map[string]string{"auth.bank.test": lb.addr()}
 	appHTTP := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true, DialContext: dial(public), TLSClientConfig: tlsConfig(pins.verify)}}
+		DisableKeepAlives: true, DialContext: dialFrom(phoneIP, public), TLSClientConfig: tlsConfig(pins.verify)}}
 	// The pin set itself is signed: fetched over any TLS connection.
 	fetcher := &mobileclient.Client{Issuer: "https://auth.bank.test", Now: clk.Now, HTTP: &http.Client{Timeout: 15 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial(public), TLSClientConfig: tlsConfig(nil)}}}
@@ -352,6 +363,11 @@ func TestLifeOfAUser(t *testing.T) {
 	}
 	if err := app.SetPasscode(ctx, "314159", ""); err != nil {
 		t.Fatalf("set the passcode: %v", err)
+	}
+	// The audit trail holds the phone's address, which only the PROXY
+	// header carried past the balancer.
+	if ips := trailIPs(t, backOfficeVia["b"], user); ips["device.enrolled"] != phoneIP || ips["device.passcode_set"] != phoneIP {
+		t.Fatalf("the audit trail's client IPs %v, want the phone's %s", ips, phoneIP)
 	}
 	tok, err := app.SignIn(ctx, "314159")
 	if err != nil {

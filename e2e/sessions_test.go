@@ -145,6 +145,27 @@ func issueCodeFor(t testing.TB, hc *http.Client, user, purpose string) string {
 	return out.Code
 }
 
+// trailIPs reads a user's audit trail (its first page) through the back
+// office and returns the client IP of the last event of each type.
+func trailIPs(t testing.TB, hc *http.Client, user string) map[string]string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "https://authd-internal.bank.test/admin/v1/users/"+url.PathEscape(user)+
+		"/events?operator="+url.QueryEscape("E2E Operator"), nil)
+	req.Header.Set("Authorization", "Bearer "+backOffice(t, hc))
+	var out struct {
+		Events []struct {
+			Type string `json:"type"`
+			IP   string `json:"ip"`
+		} `json:"events"`
+	}
+	mustJSON(t, hc, req, http.StatusOK, &out)
+	ips := map[string]string{}
+	for _, ev := range out.Events {
+		ips[ev.Type] = ev.IP
+	}
+	return ips
+}
+
 func introspect(t testing.TB, hc *http.Client, token string) bool {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "https://authd-internal.bank.test/oauth2/introspect",
