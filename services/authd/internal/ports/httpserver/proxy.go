@@ -2,6 +2,7 @@ package httpserver
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 
@@ -17,6 +18,7 @@ import (
 type proxyListener struct {
 	net.Listener
 	senders []netip.Prefix
+	log     *slog.Logger
 }
 
 // parseSenders parses IPs and CIDRs; an IP is its own /32 or /128.
@@ -51,6 +53,9 @@ func (l *proxyListener) Accept() (net.Conn, error) {
 				proxyproto.WithPolicy(proxyproto.REQUIRE),
 				proxyproto.SetReadHeaderTimeout(readHeaderTimeout)), nil
 		}
+		// Debug, like net/http's handshake errors: scanners would flood
+		// the log, but a misconfigured sender list is found with it.
+		l.log.Debug("connection dropped: not a PROXY protocol sender", "peer", c.RemoteAddr().String())
 		_ = c.Close()
 	}
 }

@@ -129,6 +129,9 @@ func TestProxyProtocol(t *testing.T) {
 	if got, err := proxied(t, strict, saddr, nil); err == nil {
 		t.Errorf("an untrusted peer without a header was served: %q", got)
 	}
+	if !strings.Contains(strict.logs.String(), "not a PROXY protocol sender") {
+		t.Error("the drop is not in the debug log")
+	}
 	// And the listener keeps listening after the drops.
 	if got, err := proxied(t, trusting, addr, headerBytes(t, 2, "203.0.113.8:1", addr)); err != nil || got != "203.0.113.8" {
 		t.Errorf("after the refusals: %q, %v", got, err)

@@ -176,7 +176,7 @@ func (s *Server) Listen() error {
 		if l.proxyFrom != nil {
 			// Under TLS: the header comes first, in clear, from the
 			// balancer; the handshake follows it.
-			ln = &proxyListener{Listener: ln, senders: l.proxyFrom}
+			ln = &proxyListener{Listener: ln, senders: l.proxyFrom, log: s.log.With("listener", l.name)}
 		}
 		l.ln = ln
 	}
