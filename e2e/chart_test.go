@@ -40,6 +40,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"strongroom.dev/api/keyset"
+	"strongroom.dev/api/memlimit"
 	"strongroom.dev/api/v1alpha1"
 )
 
@@ -580,7 +581,7 @@ func TestChartRender(t *testing.T) {
 				t.Error("authd's pods get a ServiceAccount token they never use")
 			}
 		}},
-		{"authd's environment: DATABASE_URL from a Secret, GOMEMLIMIT from the limit", func(t *testing.T, _ chartTools, r *chartRender) {
+		{"authd's environment: DATABASE_URL from a Secret, the memory limit in bytes", func(t *testing.T, _ chartTools, r *chartRender) {
 			_, ctr := r.authd(t)
 			env := map[string]corev1.EnvVar{}
 			for _, e := range ctr.Env {
@@ -589,12 +590,9 @@ func TestChartRender(t *testing.T) {
 			if ref := env["DATABASE_URL"].ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name == "" {
 				t.Errorf("DATABASE_URL %+v, want a secretKeyRef", env["DATABASE_URL"])
 			}
-			if ref := env["GOMEMLIMIT"].ValueFrom; ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != "limits.memory" {
-				t.Errorf("GOMEMLIMIT %+v, want the memory limit (downward API)", env["GOMEMLIMIT"])
-			}
-			if _, ok := ctr.Resources.Limits[corev1.ResourceMemory]; !ok {
-				t.Error("authd has no memory limit (GOMEMLIMIT would be the node's memory)")
-			}
+			checkChartMemoryLimit(t, "authd", *ctr)
+			_, op := r.operator(t)
+			checkChartMemoryLimit(t, "the operator", *op)
 			if _, ok := chartFlag(ctr.Args, "issuer"); !ok {
 				t.Error("no --issuer")
 			}
@@ -982,6 +980,29 @@ func TestChartRender(t *testing.T) {
 			t.Errorf("replicas %v, want 2", d.Spec.Replicas)
 		}
 	})
+}
+
+// checkChartMemoryLimit: the container has a memory limit and passes it
+// in bytes (no divisor) as STRONGROOM_MEMORY_LIMIT, which the binary turns
+// into 90 % for the Go runtime (api/memlimit); GOMEMLIMIT, which would
+// win over it, is not set.
+func checkChartMemoryLimit(t *testing.T, name string, ctr corev1.Container) {
+	t.Helper()
+	env := map[string]corev1.EnvVar{}
+	for _, e := range ctr.Env {
+		env[e.Name] = e
+	}
+	ref := env[memlimit.Env].ValueFrom
+	if ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != "limits.memory" ||
+		ref.ResourceFieldRef.ContainerName != ctr.Name || (!ref.ResourceFieldRef.Divisor.IsZero() && ref.ResourceFieldRef.Divisor.Value() != 1) {
+		t.Errorf("%s: %s %+v, want the memory limit in bytes (downward API)", name, memlimit.Env, env[memlimit.Env])
+	}
+	if _, ok := env["GOMEMLIMIT"]; ok {
+		t.Errorf("%s: GOMEMLIMIT is set: it would override the 90 %% of %s", name, memlimit.Env)
+	}
+	if _, ok := ctr.Resources.Limits[corev1.ResourceMemory]; !ok {
+		t.Errorf("%s has no memory limit (the runtime's would be the node's memory)", name)
+	}
 }
 
 // chartLabelsMatch reports whether a selector's labels are all on the object.
@@ -1503,6 +1524,12 @@ func TestChartConfigRunsAuthd(t *testing.T) {
 		args = append(args, a)
 	}
 	env := cleanEnv("DATABASE_URL=" + freshDatabase(t))
+	// The downward API's part: the memory limit as the kubelet writes it.
+	for _, e := range ctr.Env {
+		if e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory" {
+			env = append(env, e.Name+"="+strconv.FormatInt(ctr.Resources.Limits.Memory().Value(), 10))
+		}
+	}
 	job := chartDecode[batchv1.Job](t, r.one(t, "Job", ""))
 	if code, out, errOut := authd(t, env, job.Spec.Template.Spec.Containers[0].Args...); code != 0 {
 		t.Fatalf("the migration Job's command: exit %d\n%s%s", code, out, errOut)

@@ -37,6 +37,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"strongroom.dev/api/memlimit"
 	"strongroom.dev/api/v1alpha1"
 	"strongroom.dev/operator/internal/controller"
 	"strongroom.dev/operator/internal/telemetry"
@@ -72,6 +73,11 @@ func run() error {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	ctx := ctrl.SetupSignalHandler()
+	if limit, err := memlimit.Apply(os.Getenv); err != nil {
+		return err
+	} else if limit > 0 {
+		ctrl.Log.Info("Go memory limit set from the container's", "limitBytes", limit)
+	}
 
 	// OpenTelemetry's own errors (an unreachable collector) go to the
 	// operator's log.

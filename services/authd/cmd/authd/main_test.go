@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +48,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "serve without production settings", args: []string{"serve"}, wantCode: 2, wantStderr: "--tls-cert-file"},
 		{name: "serve with missing certificate files", args: []string{"serve", "--tls-cert-file", "/nonexistent.crt", "--tls-key-file", "/nonexistent.key", "--issuer", "https://a.example", "--admin-url", "https://internal.a.example", "--clients-file", "/nonexistent.yaml", "--signing-keys-dir", "/nonexistent", "--sealing-keys-dir", "/nonexistent", "--hmac-keys-dir", "/nonexistent", "--peppers-dir", "/nonexistent", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, env: []string{"DATABASE_URL", "postgres://127.0.0.1:1/x"}, wantCode: 1, wantStdout: "load TLS certificate /nonexistent.crt"},
 		{name: "serve with unreachable database", args: []string{"serve", "--dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--database-url", "postgres://authd:hunter2@127.0.0.1:1/x?connect_timeout=2"}, env: []string{"STRONGROOM_DEV_STATE_DIR", stateDir}, wantCode: 1, wantStdout: "open application"},
+		{name: "serve with a memory limit in the wrong unit", args: []string{"serve", "--dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, env: []string{"STRONGROOM_DEV_STATE_DIR", stateDir, "STRONGROOM_MEMORY_LIMIT", "512Mi"}, wantCode: 2, wantStderr: "STRONGROOM_MEMORY_LIMIT=\"512Mi\": want the container's memory limit in bytes"},
 		{name: "migrate without database", args: []string{"migrate"}, wantCode: 2, wantStderr: "--database-url (or DATABASE_URL) is required"},
 		{name: "migrate with extra argument", args: []string{"migrate", "now"}, env: []string{"DATABASE_URL", "postgres://127.0.0.1:1/x"}, wantCode: 2, wantStderr: `unexpected argument "now"`},
 		{name: "migrate with unreachable database", args: []string{"migrate", "--database-url", "postgres://authd:hunter2@127.0.0.1:1/x?connect_timeout=2"}, wantCode: 1, wantStdout: `"msg":"migrate failed"`},
@@ -147,7 +150,11 @@ func TestServeDevMode(t *testing.T) {
 	}{
 		{name: "generated secret", wantSource: "generated", wantFile: true},
 		{name: "secret from the environment", env: []string{"STRONGROOM_DEV_ADMIN_SECRET", "env-secret-0123456789abcdef"}, wantSource: "STRONGROOM_DEV_ADMIN_SECRET"},
+		{name: "memory limit from the container", env: []string{"STRONGROOM_MEMORY_LIMIT", "1073741824"}, wantSource: "generated", wantFile: true},
 	}
+	// serve sets the process's memory limit: this test's.
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			stateDir := filepath.Join(t.TempDir(), "state")
@@ -184,6 +191,12 @@ func TestServeDevMode(t *testing.T) {
 			// /readyz answers 200 from "authd started" on; "dev mode"
 			// comes earlier, while the application still opens.
 			started := logs.find(t, func(m map[string]any) bool { return m["msg"] == "authd started" })
+			if slices.Contains(tt.env, "STRONGROOM_MEMORY_LIMIT") {
+				set := logs.find(t, func(m map[string]any) bool { return m["msg"] == "Go memory limit set from the container's" })
+				if set["limit_bytes"] != float64(966367641) || debug.SetMemoryLimit(-1) != 966367641 {
+					t.Errorf("memory limit: logged %v, runtime %d; want 90%% of 1 GiB", set["limit_bytes"], debug.SetMemoryLimit(-1))
+				}
+			}
 			for _, u := range []string{"https://" + admin + "/healthz", "https://" + admin + "/readyz"} {
 				resp, err := client.Get(u)
 				if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"strongroom.dev/api/memlimit"
 	"strongroom.dev/services/authd/internal/config"
 	"strongroom.dev/services/authd/internal/devmode"
 	"strongroom.dev/services/authd/internal/mounted"
@@ -32,6 +33,12 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		return exitUsage
 	}
 	log := telemetry.NewLogger(stdout, cfg.LogLevel)
+	if limit, err := memlimit.Apply(getenv); err != nil {
+		fmt.Fprintf(stderr, "authd serve: %v\n", err)
+		return exitUsage
+	} else if limit > 0 {
+		log.Info("Go memory limit set from the container's", "limit_bytes", limit)
+	}
 	if cfg.TimeSource, err = testClock(getenv); err != nil {
 		fmt.Fprintf(stderr, "authd serve: %v\n", err)
 		return exitUsage
