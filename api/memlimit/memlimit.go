@@ -2,8 +2,8 @@
 // container's memory limit, with headroom.
 //
 // GOMEMLIMIT equal to the container's limit leaves nothing for what the
-// runtime does not count (thread stacks outside the heap's accounting,
-// kernel buffers charged to the cgroup): the kernel kills the process
+// runtime does not manage but the cgroup charges (socket buffers, page
+// cache, memory mapped outside the runtime): the kernel kills the process
 // before the garbage collector has worked hard. The Kubernetes downward
 // API gives the limit only as it is, so the charts pass it in Env and the
 // binaries keep Ratio of it. GOMEMLIMIT, when set, wins: it is the
