@@ -736,23 +736,13 @@ func TestChartRender(t *testing.T) {
 			if !sawPublic || !sawInternal {
 				t.Errorf("ingress rules %+v: want the public and the internal port", p.Spec.Ingress)
 			}
-			var egress []int
-			for _, rule := range p.Spec.Egress {
-				for _, port := range rule.Ports {
-					egress = append(egress, port.Port.IntValue())
-				}
-			}
+			egress := chartEgressPorts(p)
 			if !slices.Contains(egress, 53) || !slices.Contains(egress, 5432) {
 				t.Errorf("authd egress ports %v, want DNS and PostgreSQL", egress)
 			}
 			op, _ := r.operator(t)
 			opp := chartDecode[networkingv1.NetworkPolicy](t, r.one(t, "NetworkPolicy", op.Name))
-			var opEgress []int
-			for _, rule := range opp.Spec.Egress {
-				for _, port := range rule.Ports {
-					opEgress = append(opEgress, port.Port.IntValue())
-				}
-			}
+			opEgress := chartEgressPorts(opp)
 			if !slices.Contains(opEgress, 443) || !slices.Contains(opEgress, 6443) {
 				t.Errorf("operator egress ports %v, want the API server's 443 and 6443", opEgress)
 			}
@@ -980,6 +970,17 @@ func TestChartRender(t *testing.T) {
 			t.Errorf("replicas %v, want 2", d.Spec.Replicas)
 		}
 	})
+}
+
+// chartEgressPorts lists the ports a NetworkPolicy lets its pods reach.
+func chartEgressPorts(p *networkingv1.NetworkPolicy) []int {
+	var ports []int
+	for _, rule := range p.Spec.Egress {
+		for _, port := range rule.Ports {
+			ports = append(ports, port.Port.IntValue())
+		}
+	}
+	return ports
 }
 
 // checkChartMemoryLimit: the container has a memory limit and passes it

@@ -98,23 +98,8 @@ func TestKeySetsAcrossReplicas(t *testing.T) {
 	for _, n := range names {
 		mountsA[n], mountsB[n] = newKubeletMount(t, first[n]), newKubeletMount(t, first[n])
 	}
-	// Every version of the signing keys.json seen, to know which key was
-	// active when: kid → not_before.
-	var mu sync.Mutex
-	notBefore := map[string]time.Time{}
-	record := func(files map[string][]byte) {
-		f, err := keyset.Parse(files[keyset.FileName])
-		if err != nil {
-			t.Errorf("the operator wrote a keys.json authd cannot parse: %v", err)
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, k := range f.Keys {
-			notBefore[k.KID] = k.NotBefore
-		}
-	}
-	record(first["authd-signing"])
+	keys := &keyHistory{}
+	keys.record(t, first["authd-signing"])
 	syncCtx, stopSync := context.WithCancel(ctx)
 	syncDone := make(chan struct{})
 	go func() {
@@ -132,7 +117,7 @@ func TestKeySetsAcrossReplicas(t *testing.T) {
 				}
 				if !sameFiles(f, mountsA[n].last) {
 					if n == "authd-signing" {
-						record(f)
+						keys.record(t, f)
 					}
 					mountsA[n].update(f)
 				}
@@ -222,16 +207,7 @@ func TestKeySetsAcrossReplicas(t *testing.T) {
 		// Signed with the key active by the clock at the instant of
 		// issue, which iat gives to the second: the key active at iat, or
 		// one that became active within that second.
-		mu.Lock()
-		var want string
-		var wantNB time.Time
-		for k, nb := range notBefore {
-			if !nb.After(it.iat) && nb.After(wantNB) {
-				want, wantNB = k, nb
-			}
-		}
-		knownNB, known := notBefore[kid]
-		mu.Unlock()
+		want, wantNB, knownNB, known := keys.lookup(it.iat, kid)
 		switch {
 		case !known:
 			t.Fatalf("a token is signed with %s, a key never in the Secret", kid)
@@ -441,4 +417,43 @@ func get200(t *testing.T, hc *http.Client, path string) []byte {
 		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
 	}
 	return body
+}
+
+// keyHistory is every signing key seen in the operator's keys.json
+// (kid → not_before), to know which key was active when.
+type keyHistory struct {
+	mu        sync.Mutex
+	notBefore map[string]time.Time
+}
+
+// record adds the keys of one version of the Secret's files.
+func (h *keyHistory) record(t testing.TB, files map[string][]byte) {
+	f, err := keyset.Parse(files[keyset.FileName])
+	if err != nil {
+		t.Errorf("the operator wrote a keys.json authd cannot parse: %v", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.notBefore == nil {
+		h.notBefore = map[string]time.Time{}
+	}
+	for _, k := range f.Keys {
+		h.notBefore[k.KID] = k.NotBefore
+	}
+}
+
+// lookup returns the key active at instant at (the latest not_before not
+// after it) and since when, and when kid became active (known is false
+// for a kid never seen).
+func (h *keyHistory) lookup(at time.Time, kid string) (active string, activeSince, kidSince time.Time, known bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, nb := range h.notBefore {
+		if !nb.After(at) && nb.After(activeSince) {
+			active, activeSince = k, nb
+		}
+	}
+	kidSince, known = h.notBefore[kid]
+	return active, activeSince, kidSince, known
 }

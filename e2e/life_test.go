@@ -135,23 +135,8 @@ func TestLifeOfAUser(t *testing.T) {
 		}
 		return true
 	})
-	// Every version of the signing keys.json seen: kid → not_before, to
-	// know which key was active when.
-	var keysMu sync.Mutex
-	notBefore := map[string]time.Time{}
-	recordKeys := func(files map[string][]byte) {
-		f, err := keyset.Parse(files[keyset.FileName])
-		if err != nil {
-			t.Errorf("the operator wrote a keys.json authd cannot parse: %v", err)
-			return
-		}
-		keysMu.Lock()
-		defer keysMu.Unlock()
-		for _, k := range f.Keys {
-			notBefore[k.KID] = k.NotBefore
-		}
-	}
-	recordKeys(first["signing"])
+	keys := &keyHistory{}
+	keys.record(t, first["signing"])
 	mounts := map[string]map[string]*kubeletMount{"a": {}, "b": {}}
 	for name, files := range first {
 		mounts["a"][name], mounts["b"][name] = newKubeletMount(t, files), newKubeletMount(t, files)
@@ -173,7 +158,7 @@ func TestLifeOfAUser(t *testing.T) {
 				}
 				if !sameFiles(files, mounts["a"][name].last) {
 					if name == "signing" {
-						recordKeys(files)
+						keys.record(t, files)
 					}
 					mounts["a"][name].update(files)
 				}
@@ -310,16 +295,7 @@ func TestLifeOfAUser(t *testing.T) {
 		// agree in production).
 		issued := v.ExpiresAt.Add(-accessLifetime)
 		kid, _ := jwsParts(t, tok.AccessToken)
-		keysMu.Lock()
-		var want string
-		var wantNB time.Time
-		for k, nb := range notBefore {
-			if !nb.After(issued) && nb.After(wantNB) {
-				want, wantNB = k, nb
-			}
-		}
-		knownNB, known := notBefore[kid]
-		keysMu.Unlock()
+		want, wantNB, knownNB, known := keys.lookup(issued, kid)
 		switch {
 		case !known:
 			t.Fatalf("%s: signed with %s, a key never in the Secret", what, kid)
